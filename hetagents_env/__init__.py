@@ -1,0 +1,26 @@
+"""hetagents_env: heterogeneous-agent economies as batched torch step functions.
+
+``make(env_id, num_envs=B, n_agents=N, ...)`` returns a stateful batched env; ``env.economy`` holds the pure
+functions (``initial_state``, ``sample_shocks``, ``transition``, ``reward``, ``observe``, ``euler_residual``).
+"""
+
+from .core import Economy, Policy
+from .env import EconomyEnv
+from .investment import InvestmentEconomy, InvestmentParams
+from .krusell_smith import KrusellSmithEconomy, KrusellSmithParams
+from .registry import economy_class, list_envs, make, make_economy
+
+__all__ = [
+    "Economy",
+    "EconomyEnv",
+    "InvestmentEconomy",
+    "InvestmentParams",
+    "KrusellSmithEconomy",
+    "KrusellSmithParams",
+    "Policy",
+    "economy_class",
+    "list_envs",
+    "make",
+    "make_economy",
+]
+__version__ = "0.1.0"

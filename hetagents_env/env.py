@@ -1,0 +1,115 @@
+"""A stateful, Gymnasium-style batched environment over one :class:`~hetagents_env.core.Economy`.
+
+``obs, info = env.reset(seed=...)`` then ``obs, reward, terminated, truncated, info = env.step(action)``, all torch
+tensors on the economy's device: ``obs`` is ``economy.observe(state)`` (a TensorDict), ``reward`` is per agent
+``(B, N)``, ``terminated``/``truncated`` are ``(B,)`` booleans. The economies never terminate; a finite
+``max_episode_steps`` truncates. There is no automatic reset: reset all economies, or only some with
+``reset(options={"reset_mask": mask})``.
+
+All randomness comes from the env's own ``torch.Generator`` (``env.rng``); torch's global RNG is never touched.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+
+from .core import Economy
+from .params import check_count
+
+
+class EconomyEnv:
+    """``num_envs`` copies of ``economy`` stepped together.
+
+    Args:
+        economy: the economy (its ``n_agents``, device and dtype apply).
+        num_envs: number of economies ``B`` (≥ 1).
+        seed: seed used by the first ``reset()`` that is given none.
+        max_episode_steps: truncate after this many steps (``None``: never).
+        check_actions: validate every action (shape, dtype, device, finiteness); turn off in hot loops.
+    """
+
+    def __init__(
+        self,
+        economy: Economy,
+        num_envs: int = 1,
+        *,
+        seed: int | None = None,
+        max_episode_steps: int | None = None,
+        check_actions: bool = True,
+    ) -> None:
+        self.economy = economy
+        self.num_envs = check_count("num_envs", num_envs)
+        self.max_episode_steps = None if max_episode_steps is None else check_count("max_episode_steps", max_episode_steps)
+        self.check_actions = check_actions
+        self.rng = economy.generator(seed)
+        self._seed_pending = seed is None  # first reset without a seed keeps the non-deterministic seed
+        self._state: TensorDict | None = None
+        self.elapsed_steps = torch.zeros(self.num_envs, dtype=torch.long, device=economy.device)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_agents(self) -> int:
+        return self.economy.n_agents
+
+    @property
+    def device(self) -> torch.device:
+        return self.economy.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.economy.dtype
+
+    @property
+    def state(self) -> TensorDict:
+        """The current state (batch ``[num_envs]``); raises ``RuntimeError`` before the first ``reset``."""
+        if self._state is None:
+            raise RuntimeError("the environment has no state yet: call reset() before step() or state")
+        return self._state
+
+    @state.setter
+    def state(self, value: TensorDict) -> None:
+        if tuple(value.batch_size) != (self.num_envs,):
+            raise ValueError(f"state must have batch_size [{self.num_envs}], got {list(value.batch_size)}")
+        self._state = value
+
+    # ------------------------------------------------------------------ API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Reset every economy, or only those where ``options["reset_mask"]`` (``(num_envs,)`` bool) is True."""
+        if seed is not None:
+            self.rng.manual_seed(int(seed))
+        mask = None if options is None else options.get("reset_mask")
+        fresh = self.economy.initial_state(self.num_envs, self.rng)
+        if mask is None or self._state is None:
+            self._state = fresh
+            self.elapsed_steps.zero_()
+        else:
+            mask = torch.as_tensor(mask, dtype=torch.bool, device=self.device)
+            if mask.shape != (self.num_envs,):
+                raise ValueError(f"reset_mask must have shape ({self.num_envs},), got {tuple(mask.shape)}")
+            self._state = torch.where(mask, fresh, self._state)
+            self.elapsed_steps.masked_fill_(mask, 0)
+        return self.economy.observe(self._state), self._info()
+
+    def step(self, action: torch.Tensor):
+        """Advance every economy one period; returns ``(obs, reward, terminated, truncated, info)``."""
+        state = self.state
+        if self.check_actions:
+            self.economy.check_action(action, self.num_envs)
+        next_state, reward = self.economy.step(state, action, self.rng)
+        self._state = next_state
+        self.elapsed_steps += 1
+        terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)
+        if self.max_episode_steps is None:
+            truncated = torch.zeros_like(terminated)
+        else:
+            truncated = self.elapsed_steps >= self.max_episode_steps
+        return self.economy.observe(next_state), reward, terminated, truncated, self._info()
+
+    def _info(self) -> dict[str, Any]:
+        return {"elapsed_steps": self.elapsed_steps.clone()}
+
+    def __repr__(self) -> str:
+        return f"EconomyEnv({self.economy!r}, num_envs={self.num_envs}, max_episode_steps={self.max_episode_steps})"
