@@ -10,6 +10,12 @@ from .investment import InvestmentEconomy, InvestmentParams
 from .krusell_smith import KrusellSmithEconomy, KrusellSmithParams
 from .registry import economy_class, list_envs, make, make_economy
 
+# Gymnasium ids "hetagents/Investment-v0", "hetagents/KrusellSmith-v0" (gymnasium imports in ~0.05 s; the
+# pettingzoo and torchrl facades are imported only when used: hetagents_env.pettingzoo / hetagents_env.torchrl)
+from .gymnasium import register_envs as _register_gymnasium_envs
+
+_register_gymnasium_envs()
+
 __all__ = [
     "Economy",
     "EconomyEnv",

@@ -101,12 +101,18 @@ class Economy(abc.ABC):
         """Per-agent residual of the equilibrium (Euler) condition under ``policy``, shape ``(B, N)``."""
 
     # ------------------------------------------------------------------ composed helpers
+    def transition_and_reward(
+        self, state: TensorDict, action: torch.Tensor, shocks: TensorDict
+    ) -> tuple[TensorDict, torch.Tensor]:
+        """``(transition(state, action, shocks), reward(state, action))``; economies override it to share the
+        work the two have in common. Pure, so it can be ``torch.compile``-d (see :class:`~hetagents_env.EconomyEnv`)."""
+        return self.transition(state, action, shocks), self.reward(state, action)
+
     def step(
         self, state: TensorDict, action: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[TensorDict, torch.Tensor]:
         """One period: ``(next_state, reward)`` with freshly drawn shocks."""
-        shocks = self.sample_shocks(state, generator)
-        return self.transition(state, action, shocks), self.reward(state, action)
+        return self.transition_and_reward(state, action, self.sample_shocks(state, generator))
 
     def rollout(
         self, policy: Policy, state: TensorDict, steps: int, generator: torch.Generator | None = None

@@ -29,6 +29,7 @@ Shapes: state ``"k"`` (B, N) real, ``"e"`` (B, N) real in {0., 1.} (a float so i
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Literal
 
 import numpy as np
@@ -90,6 +91,16 @@ class KrusellSmithParams(Params):
         if self.k_init is not None:
             object.__setattr__(self, "k_init", check_in("k_init", self.k_init, Interval(0.0, lo_closed=False)))
         object.__setattr__(self, "transition", _check_transition(self.transition, self.unemployment_rates))
+        if self.k_init is None:  # the default initial capital must exist (α near 1 or β near 0 over/underflow)
+            try:
+                k_ss = self.steady_state_capital
+            except OverflowError:
+                k_ss = math.inf
+            if not 0.0 < k_ss < math.inf:
+                raise ValueError(
+                    f"parameter 'k_init' = None asks for the deterministic steady state, which is {k_ss!r} for "
+                    f"beta = {self.beta!r}, alpha = {self.alpha!r}, delta = {self.delta!r}: pass k_init in (0, inf)"
+                )
 
     @property
     def unemployment_rates(self) -> tuple[float, float]:
@@ -108,10 +119,13 @@ def _check_transition(matrix, unemployment_rates) -> tuple:
         P = np.asarray(matrix, dtype=float)
     except (TypeError, ValueError) as err:
         raise ValueError(f"parameter 'transition' must be a 4x4 matrix of numbers: {err}") from None
-    if P.shape != (4, 4) or not np.isfinite(P).all():
-        raise ValueError(f"parameter 'transition' must be a finite 4x4 matrix, got shape {P.shape}")
+    if P.shape != (4, 4):
+        raise ValueError(f"parameter 'transition' must be a 4x4 matrix, got shape {P.shape}")
+    if not np.isfinite(P).all():
+        raise ValueError(f"parameter 'transition' must be finite, got {P.tolist()}")
     if (P < 0).any():
-        raise ValueError("parameter 'transition' is not stochastic: it has negative entries")
+        bad = ", ".join(f"[{i}, {j}] = {P[i, j]!r}" for i, j in zip(*np.nonzero(P < 0)))
+        raise ValueError(f"parameter 'transition' is not stochastic: entries must be in [0, 1], got {bad}")
     sums = P.sum(1)
     if not np.allclose(sums, 1.0, atol=_STOCHASTIC_TOL, rtol=0):
         raise ValueError(f"parameter 'transition' is not stochastic: row sums are {sums.tolist()}, expected all 1")
@@ -122,7 +136,7 @@ def _check_transition(matrix, unemployment_rates) -> tuple:
             "parameter 'transition' must give the same P(Z'|Z) for employed and unemployed households, "
             f"got {pz[:, 0].tolist()} vs {pz[:, 1].tolist()}"
         )
-    ur = np.asarray(unemployment_rates)
+    ur = np.asarray(unemployment_rates, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         p_unemp = P4[..., 0] / pz  # [z, e, z'] = P(e' = 0 | z, e, z')
     for z in range(2):
@@ -132,7 +146,7 @@ def _check_transition(matrix, unemployment_rates) -> tuple:
             implied = ur[z] * p_unemp[z, 0, z1] + (1 - ur[z]) * p_unemp[z, 1, z1]
             if abs(implied - ur[z1]) > 1e-4:
                 raise ValueError(
-                    f"parameter 'transition' is inconsistent with the unemployment rates {tuple(ur)}: from "
+                    f"parameter 'transition' is inconsistent with the unemployment rates {tuple(ur.tolist())}: from "
                     f"state {z} to {z1} it implies unemployment {implied:.6f}, expected {ur[z1]:.6f}"
                 )
     return tuple(tuple(float(v) for v in row) for row in P)
@@ -190,10 +204,12 @@ class KrusellSmithEconomy(Economy):
     def cash_on_hand(self, state: TensorDict) -> torch.Tensor:
         """x_i = R k_i + (1 − τ_Z) w l̄ e_i + μ w (1 − e_i), shape (B, N), with prices at K = mean_i k_i."""
         k, e, z = state["k"], state["e"], state["z"]
-        R, w = self.prices(k.mean(-1), z)
-        R, w, tax = R.unsqueeze(-1), w.unsqueeze(-1), self.tax[z].unsqueeze(-1)
         p = self.params
-        return R * k + w * ((1.0 - tax) * p.lbar * e + p.mu * (1.0 - e))
+        R, w = self.prices(k.mean(-1), z)
+        benefit = w * p.mu  # income of the unemployed, (B,)
+        gain = w * (1.0 - self.tax[z]) * p.lbar - benefit  # extra income of the employed, (B,)
+        # = R k + (1 − τ) w l̄ e + μ w (1 − e), in three passes over the (B, N) arrays
+        return torch.addcmul(R.unsqueeze(-1) * k + benefit.unsqueeze(-1), gain.unsqueeze(-1), e)
 
     def consumption(self, cash: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """c = share·x (or (1−share)·x), clipped to [f, x − f] with f = min(c_min, x/4); shape (B, N)."""
@@ -225,10 +241,17 @@ class KrusellSmithEconomy(Economy):
         return z_next, e_next
 
     def transition(self, state: TensorDict, action: torch.Tensor, shocks: TensorDict) -> TensorDict:
+        return self.transition_and_reward(state, action, shocks)[0]
+
+    def transition_and_reward(
+        self, state: TensorDict, action: torch.Tensor, shocks: TensorDict
+    ) -> tuple[TensorDict, torch.Tensor]:
+        """k' = x − c and log c from one evaluation of cash on hand and consumption."""
         cash = self.cash_on_hand(state)
-        k_next = cash - self.consumption(cash, action)
+        c = self.consumption(cash, action)
         z_next, e_next = self.next_exogenous(state, shocks)
-        return TensorDict({"k": k_next, "e": e_next, "z": z_next}, batch_size=state.batch_size, device=self.device)
+        next_state = TensorDict({"k": cash - c, "e": e_next, "z": z_next}, batch_size=state.batch_size, device=self.device)
+        return next_state, torch.log(c)
 
     def reward(self, state: TensorDict, action: torch.Tensor) -> torch.Tensor:
         """Utility log c_i, shape (B, N)."""
@@ -254,7 +277,9 @@ class KrusellSmithEconomy(Economy):
         }
 
     # ------------------------------------------------------------------ Euler residual
-    def euler_residual(self, policy: Policy, state: TensorDict) -> torch.Tensor:
+    def euler_residual(
+        self, policy: Policy, state: TensorDict, *, form: Literal["fischer_burmeister", "relative"] = "fischer_burmeister"
+    ) -> torch.Tensor:
         r"""Fischer–Burmeister residual of the household Euler equation, shape (B, N).
 
         With a = k'/x (share saved, ≥ 0) and b = 1 − β c E[R'/c'] (the relative gap of the Euler inequality,
@@ -268,6 +293,9 @@ class KrusellSmithEconomy(Economy):
         give every household the same e' at once, so the population summary seen by the policy must depend on the
         capital distribution only (true for the Krusell–Smith ALM and DeepHAM's moments of k); one policy call
         evaluates all four (batch 4·B).
+
+        ``form="relative"`` returns b = 1 − c/c_EE itself, with c_EE = 1/(β E[R'/c']) the consumption the Euler
+        equation asks for: |b| is the unit-free Euler-equation error of unconstrained households (same sign).
         """
         p = self.params
         k = state["k"]
@@ -292,7 +320,12 @@ class KrusellSmithEconomy(Economy):
         e_idx = state["e"].long()
         prob = self.prob_joint[state["z"][None, :, None], e_idx[None], zs[:, None, None], es.long()[:, None, None]]
         expected = (prob * R_next.unsqueeze(-1) / c_next).sum(0)
-        return fischer_burmeister(k_next / cash, 1.0 - p.beta * c * expected)
+        gap = 1.0 - p.beta * c * expected  # = 1 − c / c_EE with c_EE = 1 / (β E[R'/c'])
+        if form == "relative":
+            return gap
+        if form != "fischer_burmeister":
+            raise ValueError(f"form must be 'fischer_burmeister' or 'relative', got {form!r}")
+        return fischer_burmeister(k_next / cash, gap)
 
 
 def gini(values: torch.Tensor) -> torch.Tensor:

@@ -39,7 +39,9 @@ def closed_form(alpha0: float, alpha1: float, beta: float, gamma: float, delta: 
         # numerically stable pair of roots (avoid cancellation in −b ± sq)
         q = -0.5 * (b + math.copysign(sq, b))
         roots = [q / a, c / q] if q != 0 else [0.0]
-    stable = [h for h in roots if abs(1 - delta + h) < 1]
+    # the non-explosive root, |1−δ+H1| ≤ 1: the quadratic is ≤ 0 at H1 = δ, so the other root is ≥ δ, explosive;
+    # the boundary case |1−δ+H1| = 1 occurs only for α1 = 0, δ = 0 (constant price, no depreciation: H1 = 0)
+    stable = [h for h in roots if abs(1 - delta + h) <= 1]
     if len(stable) != 1:
         raise ValueError(f"expected exactly one stable root of the H1 equation, got roots {roots}")
     h1 = stable[0]

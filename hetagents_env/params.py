@@ -43,7 +43,7 @@ def check_in(name: str, value: Any, allowed: Interval) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
         raise ValueError(f"parameter {name!r} must be a real number in {allowed}, got {value!r}")
     value = float(value)
-    if math.isnan(value) or value not in allowed:
+    if not math.isfinite(value) or value not in allowed:  # an infinite end of a range is open, as printed
         raise ValueError(f"parameter {name!r} = {value!r} is out of range: allowed {allowed}")
     return value
 

@@ -32,9 +32,14 @@ def make_economy(env_id: str, *, n_agents: int | None = None, device=None, dtype
     return economy_class(env_id)(n_agents, device=device, dtype=dtype, **params)
 
 
+#: the interfaces :func:`make` can return
+APIS = ("torch", "gymnasium", "pettingzoo", "torchrl")
+
+
 def make(
     env_id: str,
     *,
+    api: str = "torch",
     num_envs: int = 1,
     n_agents: int | None = None,
     device=None,
@@ -42,12 +47,25 @@ def make(
     seed: int | None = None,
     max_episode_steps: int | None = None,
     check_actions: bool = True,
+    compile: bool = False,
     **params,
-) -> EconomyEnv:
-    """A batched torch environment of ``num_envs`` economies of ``n_agents`` agents each.
+):
+    """A batched environment of ``num_envs`` economies of ``n_agents`` agents each, through the interface ``api``.
 
     ``params`` are the economy's parameters (e.g. ``nu=1.5`` for the investment economy); an unknown keyword raises
     ``TypeError``, an out-of-range value ``ValueError``. The pure functions are at ``env.economy``.
+
+    ``api`` (one core, thin facades; an unknown value raises ``ValueError`` listing the allowed ones):
+
+    * ``"torch"`` (default): :class:`~hetagents_env.env.EconomyEnv`, torch tensors in and out.
+    * ``"gymnasium"``: :class:`hetagents_env.gymnasium.EconomyVectorEnv` (a ``gymnasium.vector.VectorEnv``);
+      also takes ``autoreset_mode=``, ``return_torch=``, ``action_bound=``.
+    * ``"pettingzoo"``: :class:`hetagents_env.pettingzoo.EconomyParallelEnv` (one economy: ``num_envs`` must be 1);
+      also takes ``action_bound=``.
+    * ``"torchrl"``: :class:`hetagents_env.torchrl.EconomyTorchRLEnv` (a ``torchrl.envs.EnvBase``, batch
+      ``[num_envs]``); also takes ``action_bound=``.
+
+    The facades are imported on first use (torchrl is slow to import); each delegates to an ``EconomyEnv``.
 
     >>> env = make("Investment-v0", num_envs=4, n_agents=8, seed=0)
     >>> obs, info = env.reset()
@@ -55,7 +73,33 @@ def make(
     >>> tuple(reward.shape)
     (4, 8)
     """
-    economy = make_economy(env_id, n_agents=n_agents, device=device, dtype=dtype, **params)
-    return EconomyEnv(
-        economy, num_envs, seed=seed, max_episode_steps=max_episode_steps, check_actions=check_actions
+    if api not in APIS:
+        raise ValueError(f"unknown api {api!r}; allowed: {', '.join(map(repr, APIS))}")
+    if api == "torch":
+        economy = make_economy(env_id, n_agents=n_agents, device=device, dtype=dtype, **params)
+        return EconomyEnv(
+            economy,
+            num_envs,
+            seed=seed,
+            max_episode_steps=max_episode_steps,
+            check_actions=check_actions,
+            compile=compile,
+        )
+    economy_class(env_id)  # an unknown id fails here, before a facade is imported
+    common = dict(
+        n_agents=n_agents, device=device, dtype=dtype, seed=seed, max_episode_steps=max_episode_steps,
+        check_actions=check_actions, compile=compile,
     )
+    if api == "gymnasium":
+        from .gymnasium import EconomyVectorEnv
+
+        return EconomyVectorEnv(env_id, num_envs, **common, **params)
+    if api == "pettingzoo":
+        if num_envs != 1:
+            raise ValueError(f"api='pettingzoo' runs one economy per env: num_envs must be 1, got {num_envs!r}")
+        from .pettingzoo import EconomyParallelEnv
+
+        return EconomyParallelEnv(env_id, **common, **params)
+    from .torchrl import EconomyTorchRLEnv
+
+    return EconomyTorchRLEnv(env_id, num_envs, **common, **params)

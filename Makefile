@@ -1,0 +1,39 @@
+# One-command set-up, tests, demo and benchmarks. Everything goes into a local virtual environment (.venv).
+#
+#   make test          set up from nothing (if needed) and run the test suite
+#   make demo          simulate both economies and print aggregate statistics
+#   make bench         throughput benchmark (writes benchmarks/results/*.json and the README table)
+#
+# torch is installed FIRST and pinned, so that no later requirement pulls the registry's newest CUDA build.
+# On a CPU machine of this project's kind `torch==2.13.0` resolves to the local CPU wheel. Elsewhere:
+#   CPU-only Linux:  make test TORCH_INDEX=https://download.pytorch.org/whl/cpu
+#   NVIDIA GPU:      make test TORCH_INDEX=https://download.pytorch.org/whl/cu128
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+BIN := $(VENV)/bin
+
+.PHONY: setup test demo bench clean
+
+setup: $(VENV)/.setup-done
+
+$(VENV)/.setup-done: pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $@
+
+test: setup
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+demo: setup
+	$(BIN)/python -m train.demo
+
+bench: setup
+	$(BIN)/python benchmarks/env_throughput.py
+	$(BIN)/python benchmarks/update_readme.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
