@@ -1,7 +1,8 @@
 # One-command set-up, tests, demo and benchmarks. Everything goes into a local virtual environment (.venv).
 #
 #   make test          set up from nothing (if needed) and run the test suite
-#   make demo          simulate both economies and print aggregate statistics
+#   make demo          the main job: train the Euler solver (DeepSets phi(ReLU)) on the linear investment economy,
+#                      judge it against the exact LQ policy, write runs/<name>/ (judge table, figures, checkpoints)
 #   make bench         throughput benchmark (writes benchmarks/results/*.json and the README table)
 #
 # torch is installed FIRST and pinned, so that no later requirement pulls the registry's newest CUDA build.
@@ -29,7 +30,7 @@ test: setup
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 demo: setup
-	$(BIN)/python -m train.demo
+	$(BIN)/python -m train configs/investment_linear_euler_relu.yaml
 
 bench: setup
 	$(BIN)/python benchmarks/env_throughput.py

@@ -26,6 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hetagents_env  # noqa: E402
+from facade_overhead import measure_facades  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
+from facade_overhead import to_markdown as facades_markdown  # noqa: E402
 
 SHAPES = [(384, 50), (1024, 128), (64, 10_000), (1, 1_000_000)]
 QUICK_SHAPES = [(384, 50), (1024, 128), (64, 10_000)]
@@ -154,6 +156,8 @@ def to_markdown(result: dict) -> str:
             f"| {r['env']} | {r['B']} | {r['N']:,} | {mega(r, 'torch_agent_steps_per_s')} | "
             f"{mega(r, 'compiled_agent_steps_per_s')} | {mega(r, 'numpy_agent_steps_per_s')} | {spd} |"
         )
+    if "facades" in result:
+        lines += ["", "Overhead of each interface over the core (same B, N):", "", facades_markdown(result["facades"])]
     return "\n".join(lines) + "\n"
 
 
@@ -165,6 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--no-numpy", action="store_true", help="skip the numpy baseline")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
+    parser.add_argument("--no-facades", action="store_true", help="skip the facade-overhead table")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -192,6 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
                 flush=True,
             )
     result = {"benchmark": "env_throughput", "date": date.today().isoformat(), "machine": machine, "rows": rows}
+    if not args.no_facades:  # the overhead of each library facade over the core at (B, N) = (64, 128)
+        result["facades"] = measure_facades(64, 128, steps=20 if args.quick else 50, threads=args.threads,
+                                            repeats=3 if args.quick else 7, device=args.device)
     args.out.mkdir(parents=True, exist_ok=True)
     suffix = "" if device.type == "cpu" else f"_{device.type}"
     (args.out / f"env_throughput{suffix}.json").write_text(json.dumps(result, indent=2))

@@ -1,0 +1,415 @@
+r"""Permutation-invariant (DeepSets) policies and values for economies of N agents.
+
+For agent i of one economy with per-agent states :math:`s_1, \dots, s_N` and aggregate exogenous state Z,
+
+.. math:: y_i = \mathrm{head}\Big( \rho\big( o_i,\; Z,\; \bar\phi \big) \Big), \qquad
+          \bar\phi = \frac1N \sum_{j=1}^N \phi(s_j) \in \mathbb R^L,
+
+where :math:`o_i` is agent i's own state (optional), Z the aggregate exogenous state (optional) and
+:math:`\bar\phi` the population summary, computed ONCE per economy and broadcast to the N agents, so the cost of
+all N outputs of all B economies is O(B·N) (never O(B·N²)). :math:`y` is permutation-equivariant in the agents
+(permuting the agents permutes the outputs) and :math:`\bar\phi` permutation-invariant.
+
+φ variants (``DeepSetsConfig.phi``):
+
+* ``"identity"``: :math:`\phi(s) = s` (L = number of set features; the mean, e.g. K = mean k);
+* ``"moments"``: :math:`\phi(s) = (s, s^2, \dots)` raw powers (``powers``, default 1..4; L = features × powers);
+* ``"mlp"``: a multilayer perceptron with output dimension ``latent`` = L (DeepHAM's "generalized moments").
+
+Heads: ``"linear"`` (unbounded: investment, values), ``"sigmoid"`` (a share in (0, 1): consumption share).
+
+Which state entries feed which part is a :class:`Features` (defaults per economy in :func:`default_features`):
+investment economy — φ over x, no own state (with constant returns the optimal investment depends on X only),
+no aggregate; Krusell–Smith — φ over k, own (k, e), aggregate z.
+
+Cost notes. Without own features ρ runs once per economy on (B, L) and the output is broadcast to (B, N). With own
+features the first layer of ρ is split: :math:`W [o_i; Z; \bar\phi] = W_o o_i + (W_Z Z + W_\phi \bar\phi)`, the
+bracket once per economy. For a φ-MLP on a scalar state whose hidden layers have no bias and a positively
+homogeneous activation (ReLU, leaky ReLU) — the published φ(ReLU) — the hidden part g satisfies
+:math:`g(x) = x^+ g(1) + x^- g(-1)` exactly, so :math:`\bar\phi = W_{out}[\overline{x^+} g(1) + \overline{x^-} g(-1)]
++ b_{out}`: the same function and gradients at O(B·N) + O(widths²) cost instead of O(B·N·widths²)
+(``homogeneous_fast_path``, used only where it is exact).
+
+Published settings (Kahou et al.; :func:`published_config`): ρ 4×128 ReLU, φ(ReLU) 2×128 with L = 4, no hidden
+bias, output bias, ρ input = the L-dimensional summary only: 49,409 / 49,793 / 66,821 parameters for φ identity /
+moments / ReLU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from hetagents_env.core import Economy
+
+from .config import Config, ConfigError, interval
+
+__all__ = [
+    "CallablePolicy",
+    "DeepSets",
+    "DeepSetsConfig",
+    "Features",
+    "count_parameters",
+    "default_features",
+    "make_actor",
+    "make_critic",
+    "mlp",
+    "published_config",
+]
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": nn.LeakyReLU,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "softplus": nn.Softplus,
+    "sigmoid": nn.Sigmoid,
+}
+#: activations with f(c·x) = c·f(x) for c ≥ 0 (enable the exact fast path of a bias-free φ-MLP)
+POSITIVELY_HOMOGENEOUS = ("relu", "leaky_relu")
+
+
+# ---------------------------------------------------------------------------------------------- configuration
+@dataclasses.dataclass(frozen=True)
+class DeepSetsConfig(Config):
+    """Architecture of a DeepSets network; defaults are the published φ(ReLU) baseline (66,821 parameters)."""
+
+    phi: Literal["identity", "moments", "mlp"] = "mlp"
+    """the per-agent feature map φ"""
+    powers: tuple[int, ...] = dataclasses.field(default=(1, 2, 3, 4), metadata=interval(1))
+    """raw powers of φ = "moments" (L = set features × len(powers))"""
+    latent: int = dataclasses.field(default=4, metadata=interval(1))
+    """output dimension L of φ = "mlp" """
+    phi_widths: tuple[int, ...] = dataclasses.field(default=(128, 128), metadata=interval(1))
+    """hidden widths of φ = "mlp" """
+    phi_activation: str | None = None
+    """activation of φ = "mlp" (None: the same as ``activation``)"""
+    rho_widths: tuple[int, ...] = dataclasses.field(default=(128, 128, 128, 128), metadata=interval(1))
+    """hidden widths of ρ"""
+    activation: str = "relu"
+    """activation of the hidden layers (one of ACTIVATIONS)"""
+    hidden_bias: bool = False
+    """bias on hidden layers (published: no)"""
+    output_bias: bool = True
+    """bias on each output layer (φ's and ρ's; published: yes)"""
+    head: Literal["linear", "sigmoid"] = "linear"
+    """output transform: unbounded, or a share in (0, 1)"""
+    bias_init: Literal["torch", "zeros"] = "torch"
+    """initialisation of every bias: PyTorch's default (uniform ±1/√fan_in, published) or zeros"""
+    output_bias_init: float | None = None
+    """initial bias of ρ's output layer (pre-head), e.g. the logit of a sensible share; None: per ``bias_init``"""
+    set_features: tuple[str, ...] | None = None
+    """per-agent state keys summarised by φ (None: the economy's default)"""
+    own_features: tuple[str, ...] | None = None
+    """per-agent state keys given to ρ for each agent (None: the economy's default; () for none)"""
+    aggregate_features: tuple[str, ...] | None = None
+    """per-economy state keys given to ρ (None: the economy's default; () for none)"""
+    scale: tuple[tuple[str, float], ...] | None = None
+    """divide these state entries by these constants before use (None: the economy's default)"""
+    homogeneous_fast_path: bool = True
+    """use the exact O(B·N) evaluation of a bias-free, positively homogeneous φ-MLP on a scalar state"""
+
+    def _validate(self) -> None:
+        for name in ("activation", "phi_activation"):
+            value = getattr(self, name)
+            if value is not None and value not in ACTIVATIONS:
+                raise ConfigError(
+                    f"DeepSetsConfig.{name} = {value!r} is not allowed: choose one of {', '.join(ACTIVATIONS)}"
+                )
+        if self.phi == "moments" and not self.powers:
+            raise ConfigError("DeepSetsConfig.powers must not be empty for phi = 'moments'")
+        if self.scale is not None:
+            for key, value in self.scale:
+                if not (value > 0 and math.isfinite(value)):
+                    raise ConfigError(f"DeepSetsConfig.scale[{key!r}] = {value!r} must be positive and finite")
+
+
+def published_config(phi: Literal["identity", "moments", "mlp", "relu"] = "mlp", **changes) -> DeepSetsConfig:
+    """The Kahou et al. architecture: ρ 4×128 ReLU; φ identity, moments (x, x², x³, x⁴) or ReLU 2×128 with L = 4;
+    no hidden bias, output bias on; ρ sees the summary only."""
+    phi = "mlp" if phi == "relu" else phi
+    return DeepSetsConfig(phi=phi).replace(**changes)
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """Which state entries feed the network, and their scaling.
+
+    Attributes:
+        set: per-agent keys (each ``(B, N)``) stacked into φ's input ``(B, N, len(set))``.
+        own: per-agent keys given to ρ as agent i's own state ``(B, N, len(own))``.
+        aggregate: per-economy keys (each ``(B,)``) given to ρ ``(B, len(aggregate))``.
+        scale: ``{key: c}``: the entry is divided by c before use (e.g. k / k_ss).
+    """
+
+    set: tuple[str, ...]
+    own: tuple[str, ...] = ()
+    aggregate: tuple[str, ...] = ()
+    scale: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.set:
+            raise ConfigError("a DeepSets network needs at least one set feature (the input of φ)")
+
+
+def default_features(economy: Economy) -> Features:
+    """The natural inputs of each economy.
+
+    * ``Investment-v0``: φ over x; no own state (μ = 0: u depends on X only); no aggregate exogenous state.
+    * ``KrusellSmith-v0``: φ over k (so the summary depends on the capital distribution only, as the economy's
+      Euler residual requires); own (k, e); aggregate z; k scaled by the steady state k_ss.
+    * any other economy: every per-agent entry of its state feeds φ and ρ, every per-economy entry feeds ρ.
+    """
+    if economy.env_id == "Investment-v0":
+        return Features(set=("x",))
+    if economy.env_id == "KrusellSmith-v0":
+        k_ss = float(economy.params.steady_state_capital)
+        return Features(set=("k",), own=("k", "e"), aggregate=("z",), scale=(("k", k_ss),))
+    state = economy.initial_state(1)
+    per_agent = tuple(k for k, v in state.items() if v.dim() == 2)
+    aggregate = tuple(k for k, v in state.items() if v.dim() == 1)
+    return Features(set=per_agent, own=per_agent, aggregate=aggregate)
+
+
+def resolve_features(economy: Economy, config: DeepSetsConfig) -> Features:
+    """``default_features(economy)`` overridden by the config's non-None feature fields."""
+    base = default_features(economy)
+    return Features(
+        set=base.set if config.set_features is None else config.set_features,
+        own=base.own if config.own_features is None else config.own_features,
+        aggregate=base.aggregate if config.aggregate_features is None else config.aggregate_features,
+        scale=base.scale if config.scale is None else config.scale,
+    )
+
+
+# ---------------------------------------------------------------------------------------------- building blocks
+def mlp(
+    in_dim: int,
+    widths: Sequence[int],
+    out_dim: int,
+    *,
+    activation: str = "relu",
+    hidden_bias: bool = True,
+    output_bias: bool = True,
+) -> nn.Sequential:
+    """Linear → act → … → Linear: ``len(widths)`` hidden layers, PyTorch default initialisation."""
+    layers: list[nn.Module] = []
+    d = in_dim
+    for width in widths:
+        layers += [nn.Linear(d, width, bias=hidden_bias), ACTIVATIONS[activation]()]
+        d = width
+    layers.append(nn.Linear(d, out_dim, bias=output_bias))
+    return nn.Sequential(*layers)
+
+
+class IdentityPhi(nn.Module):
+    """φ(s) = s: the summary is the mean of the set features, (B, N, F) -> (B, F)."""
+
+    def __init__(self, in_dim: int) -> None:
+        super().__init__()
+        self.out_dim = in_dim
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return s.mean(-2)
+
+
+class MomentsPhi(nn.Module):
+    """φ(s) = (s^p for p in powers): mean raw moments, (B, N, F) -> (B, F·len(powers)) ordered power-major."""
+
+    def __init__(self, in_dim: int, powers: Sequence[int]) -> None:
+        super().__init__()
+        self.powers = tuple(int(p) for p in powers)
+        self.out_dim = in_dim * len(self.powers)
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(s if p == 1 else s.pow(p)).mean(-2) for p in self.powers], dim=-1)
+
+
+class MLPPhi(nn.Module):
+    """φ = an MLP F -> widths -> L, averaged over agents: (B, N, F) -> (B, L).
+
+    When F = 1, the hidden layers have no bias and the activation is positively homogeneous, the mean is
+    evaluated exactly as ``out(mean(x⁺)·g(1) + mean(x⁻)·g(−1))`` with g the hidden layers (see the module doc).
+    """
+
+    def __init__(
+        self, in_dim: int, widths: Sequence[int], latent: int, *, activation: str, hidden_bias: bool,
+        output_bias: bool, fast_path: bool = True,
+    ) -> None:
+        super().__init__()
+        self.net = mlp(in_dim, widths, latent, activation=activation, hidden_bias=hidden_bias,
+                       output_bias=output_bias)
+        self.out_dim = latent
+        self.homogeneous = bool(
+            fast_path and in_dim == 1 and not hidden_bias and activation in POSITIVELY_HOMOGENEOUS
+        )
+
+    def forward(self, s: torch.Tensor) -> torch.Tensor:
+        if not self.homogeneous:
+            return self.net(s).mean(-2)
+        hidden, out = self.net[:-1], self.net[-1]
+        x = s[..., 0]  # (B, N)
+        pos, neg = x.clamp_min(0.0).mean(-1, keepdim=True), (-x).clamp_min(0.0).mean(-1, keepdim=True)  # (B, 1)
+        g = hidden(torch.tensor([[1.0], [-1.0]], dtype=s.dtype, device=s.device))  # (2, H): g(1), g(−1)
+        return out(pos * g[0] + neg * g[1])
+
+
+# ---------------------------------------------------------------------------------------------- the network
+class DeepSets(nn.Module):
+    """Maps an economy state TensorDict to one output per agent, ``(B, N)``; see the module docstring.
+
+    Args:
+        features: which state entries feed φ, ρ (own) and ρ (aggregate).
+        config: the architecture.
+    """
+
+    def __init__(self, features: Features, config: DeepSetsConfig | None = None) -> None:
+        super().__init__()
+        config = DeepSetsConfig.build(config)
+        self.features, self.config = features, config
+        self._scale = dict(features.scale)
+        n_set, n_own, n_agg = len(features.set), len(features.own), len(features.aggregate)
+        if config.phi == "identity":
+            self.phi: nn.Module = IdentityPhi(n_set)
+        elif config.phi == "moments":
+            self.phi = MomentsPhi(n_set, config.powers)
+        else:
+            self.phi = MLPPhi(
+                n_set, config.phi_widths, config.latent, activation=config.phi_activation or config.activation,
+                hidden_bias=config.hidden_bias, output_bias=config.output_bias,
+                fast_path=config.homogeneous_fast_path,
+            )
+        self.summary_dim = self.phi.out_dim
+        self.rho = mlp(
+            n_own + n_agg + self.summary_dim, config.rho_widths, 1, activation=config.activation,
+            hidden_bias=config.hidden_bias, output_bias=config.output_bias,
+        )
+        if config.bias_init == "zeros":
+            with torch.no_grad():
+                for module in self.modules():
+                    if isinstance(module, nn.Linear) and module.bias is not None:
+                        module.bias.zero_()
+        if config.output_bias_init is not None:
+            if self.rho[-1].bias is None:
+                raise ConfigError("DeepSetsConfig.output_bias_init needs output_bias = true")
+            with torch.no_grad():
+                self.rho[-1].bias.fill_(config.output_bias_init)
+        self.n_own = n_own
+
+    # -------------------------------------------------------------- inputs
+    def _entry(self, state: TensorDict, key: str) -> torch.Tensor:
+        value = state[key]
+        dtype = self.rho[0].weight.dtype
+        if value.dtype != dtype:
+            value = value.to(dtype)
+        c = self._scale.get(key)
+        return value if c is None else value / c
+
+    def _stack(self, state: TensorDict, keys: tuple[str, ...]) -> torch.Tensor:
+        if len(keys) == 1:
+            return self._entry(state, keys[0]).unsqueeze(-1)
+        return torch.stack([self._entry(state, k) for k in keys], dim=-1)
+
+    # -------------------------------------------------------------- forward
+    def summary(self, state: TensorDict) -> torch.Tensor:
+        r"""The population summary :math:`\bar\phi = \frac1N\sum_j \phi(s_j)`, shape (B, L)."""
+        return self.phi(self._stack(state, self.features.set))
+
+    def forward(self, state: TensorDict) -> torch.Tensor:
+        """Outputs of all agents, shape (B, N)."""
+        context = self.summary(state)  # (B, L)
+        if self.features.aggregate:
+            context = torch.cat([self._stack(state, self.features.aggregate), context], dim=-1)  # (B, A + L)
+        if not self.features.own:
+            n = state[self.features.set[0]].shape[-1]
+            return self._head(self.rho(context)).expand(-1, n)  # ρ once per economy, broadcast to the N agents
+        own = self._stack(state, self.features.own)  # (B, N, F_own)
+        first = self.rho[0]
+        # W [o_i; Z; φ̄] + b = W_o o_i + (W_ctx [Z; φ̄] + b), the bracket once per economy
+        h = own @ first.weight[:, : self.n_own].T + nn.functional.linear(
+            context, first.weight[:, self.n_own :], first.bias
+        ).unsqueeze(-2)
+        return self._head(self.rho[1:](h)).squeeze(-1)
+
+    def _head(self, y: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(y) if self.config.head == "sigmoid" else y
+
+    # -------------------------------------------------------------- tensordict composition
+    @property
+    def in_keys(self) -> list[str]:
+        return list(dict.fromkeys(self.features.set + self.features.own + self.features.aggregate))
+
+    def as_tensordict_module(self, out_key: str = "action"):
+        """This network as a ``tensordict.nn.TensorDictModule`` reading :attr:`in_keys`, writing ``out_key``."""
+        from tensordict.nn import TensorDictModule
+
+        return TensorDictModule(_KeysAdapter(self), in_keys=self.in_keys, out_keys=[out_key])
+
+
+class _KeysAdapter(nn.Module):
+    """Positional tensors (in ``net.in_keys`` order) -> ``net(TensorDict)`` for TensorDictModule."""
+
+    def __init__(self, net: DeepSets) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        batch = tensors[0].shape[:1]
+        return self.net(TensorDict(dict(zip(self.net.in_keys, tensors)), batch_size=batch))
+
+
+class CallablePolicy(nn.Module):
+    """Any callable ``state -> (B, N)`` (e.g. ``economy.lq_policy``) as a parameter-free ``nn.Module``."""
+
+    def __init__(self, fn) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, state: TensorDict) -> torch.Tensor:
+        return self.fn(state)
+
+
+# ---------------------------------------------------------------------------------------------- factories
+def make_actor(
+    economy: Economy, config: DeepSetsConfig | dict | None = None, *, seed: int | None = None
+) -> DeepSets:
+    """A DeepSets policy for ``economy`` (state -> action (B, N)) on its device and dtype.
+
+    ``seed`` fixes the initialisation without touching torch's global RNG. For bounded actions (a share in
+    [0, 1]) use ``head="sigmoid"``.
+    """
+    config = DeepSetsConfig.build(config)
+    return _build(economy, config, seed)
+
+
+def make_critic(
+    economy: Economy, config: DeepSetsConfig | dict | None = None, *, seed: int | None = None
+) -> DeepSets:
+    """A DeepSets value network V_i(state), shape (B, N): a linear head, and each agent's own state as input
+    (a value depends on what the agent owns even when its optimal action does not)."""
+    config = DeepSetsConfig.build(config).replace(head="linear")
+    if config.own_features is None and not default_features(economy).own:
+        config = config.replace(own_features=default_features(economy).set)
+    return _build(economy, config, seed)
+
+
+def _build(economy: Economy, config: DeepSetsConfig, seed: int | None) -> DeepSets:
+    features = resolve_features(economy, config)
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        net = DeepSets(features, config)
+    return net.to(device=economy.device, dtype=economy.dtype)
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
+    """Number of (trainable) scalar parameters."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,937 @@
+r"""DeepHAM (Han, Yang & E): policy optimisation on simulated paths + value regression, with generalized moments.
+
+One household's (firm's) problem is solved by differentiating its discounted payoff along simulated paths of the
+whole economy, while a value function learned by regression closes the truncated horizon. The algorithm, top to
+bottom (:meth:`DeepHAMSolver.train`):
+
+0. **Networks.** Policy: a DeepSets actor (:mod:`agents.networks`)
+   :math:`a_i = \rho(o_i, Z, \bar\phi)` with :math:`\bar\phi = \frac1N\sum_j \phi(k_j)` — the 1st moment
+   (``summary="moment"``: φ = identity, :math:`\bar\phi = K`) or J generalized moments (``summary="gm"``: φ an
+   MLP 1 → 12 → 12 (tanh) → J). Krusell–Smith: own state :math:`o_i = (k_i/k_{ss}, e_i)`, aggregate Z, a sigmoid
+   head giving the consumption share (published: 2 × 24 tanh, 938 parameters with 1 GM). Investment economy: u(X),
+   a linear head. Value: an ensemble of ``n_critics`` DeepSets critics, each with its own φ
+   (:class:`ValueEnsemble`, the members batched as one module of stacked weights: one batched matmul per layer).
+1. **Ergodic set.** ``ergodic_economies`` economies are simulated under the current policy (``burn_in`` periods
+   first); every refresh simulates ``ergodic_periods`` more periods and records every ``ergodic_skip``-th state;
+   policy steps draw their start states from this set without replacement and the set is re-simulated (continuing
+   the paths) when it is used up — the published "policy data set, re-sampled every epoch".
+2. **Value learning** every ``value_every`` policy steps (and before the first): simulate ``value.economies`` paths
+   of ``value.periods`` periods under the current policy, targets the truncated discounted sums
+   :math:`\hat V_i(s_{t_0}) = \sum_{\tau < H} \beta^\tau u_{i, t_0+\tau}` from start times
+   :math:`t_0 = 0, \Delta, 2\Delta, \dots` (H = ``value.horizon``), and regress every critic on them (MSE, Adam,
+   warm-started). Shapes: states (S,) economies × (N,) agents, targets (S, N).
+3. **Policy step.** From B start states, unroll T periods through the economy's differentiable ``transition``:
+
+   .. math:: J_i(\theta) = \sum_{t<T} \beta^t u(s_{i,t}, a_{i,t}) + \beta^T\, \bar V(s_{i,T}),
+             \qquad \bar V = \tfrac1M \textstyle\sum_m V_m,
+
+   and take an Adam step on :math:`-\mathrm{mean}\, J`:
+
+   * ``mode="game"`` (competitive equilibrium by fictitious play): one random learner i per economy; the other
+     agents' actions are computed under ``no_grad`` (their policy outputs are constants), the learner's with
+     gradients; prices, aggregates and the moments the learner observes stay in the graph, so the learner's own
+     1/N effect on them counts (the N-player game, as published). Only the learner's ρ runs with gradients.
+   * ``price_taker=True`` (game mode): the learner takes aggregates as given: its own contribution to prices and
+     to the moments is detached (:func:`price_taking_transition`). Values are unchanged, gradients flow only
+     through the agent's own state and action — the competitive (mean-field) equilibrium, which is what the LQ
+     solution of the investment economy is; the N-player game differs by O(1/N) (≈ 2 % in the investment policy at
+     N = 128). With ``learners="all"`` every agent of every economy is a learner at once: since no agent's action
+     moves anything but its own state, the sum of the N learners' gradients equals N draws of the one-learner
+     gradient, for the price of one backward pass over all agents (N times more samples per step).
+   * ``mode="planner"``: every agent's action with gradients, objective the mean over all agents (constrained
+     efficiency: the planner internalises the pecuniary externalities, and accumulates more capital).
+
+4. Validation every ``val_every`` steps on fixed start states and fixed shocks: mean over agents of J (``val_objective``)
+   and of the utility part alone (``val_utility``).
+
+Input normalisation (documented choice): **fixed economic scales**, never statistics of a first data set — the
+Krusell–Smith networks see k / k_ss (deterministic steady state), e and z ∈ {0, 1}; the investment networks see x
+in its own units (≈ 0.7–0.9). The *value targets* are standardised with statistics recomputed on every refit's
+data set (PopArt-style: when the statistics change, the critics' output layers are rescaled so that their
+predictions are unchanged), so an unrepresentative first data set (e.g. before the policy has learnt to save)
+cannot freeze a bad scale.
+
+Speed notes: ``fast_tanh`` evaluates tanh as 2σ(2x) − 1 with a hand-written backward (2–4× faster than
+``torch.tanh`` on CPU, same function); the no-grad forward of the peers reuses the learner's population summary;
+the shocks of a whole unroll are drawn before it; nothing loops over agents, economies or critics in Python.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from hetagents_env.core import Economy, Policy
+
+from ..config import Config, ConfigError, interval
+from ..networks import DeepSets, DeepSetsConfig, Features, default_features, make_actor
+from .base import Callback, Progress, Solver, check_budget, register_solver
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+__all__ = [
+    "DeepHAMConfig",
+    "DeepHAMSolver",
+    "ValueConfig",
+    "ValueEnsemble",
+    "fast_tanh",
+    "fit_value",
+    "price_taking_transition",
+    "value_dataset",
+]
+
+
+# ---------------------------------------------------------------------------------------------- fast tanh
+class _FastTanh(torch.autograd.Function):
+    """tanh(x) = 2σ(2x) − 1; backward (1 − y²) from the saved output."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.sigmoid(2.0 * x).mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1.0 - y * y)
+
+
+def fast_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh through the sigmoid kernel (several times faster than ``torch.tanh`` on CPU; same values to rounding)."""
+    return _FastTanh.apply(x)
+
+
+class FastTanh(nn.Module):
+    """``nn.Tanh`` computed by :func:`fast_tanh`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fast_tanh(x)
+
+
+def use_fast_tanh(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.Tanh`` inside ``module`` by :class:`FastTanh` (in place; the function is unchanged)."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Tanh):
+            setattr(module, name, FastTanh())
+        else:
+            use_fast_tanh(child)
+    return module
+
+
+_ACTIVATIONS = {
+    "tanh": fast_tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "softplus": nn.functional.softplus,
+    "elu": nn.functional.elu,
+    "silu": nn.functional.silu,
+    "gelu": nn.functional.gelu,
+    "leaky_relu": nn.functional.leaky_relu,
+}
+
+
+# ---------------------------------------------------------------------------------------------- DeepSets pieces
+def _entries(features: Features, state: TensorDict, keys: tuple[str, ...], dtype: torch.dtype) -> torch.Tensor:
+    """Stack state entries ``keys`` (each (B, N) or (B,)) on a last dim, scaled by ``features.scale``."""
+    scale = dict(features.scale)
+    cols = []
+    for key in keys:
+        v = state[key]
+        v = v.to(dtype) if v.dtype != dtype else v
+        c = scale.get(key)
+        cols.append(v if c is None else v / c)
+    return cols[0].unsqueeze(-1) if len(cols) == 1 else torch.stack(cols, dim=-1)
+
+
+def actor_context(net: DeepSets, state: TensorDict, summary_state: TensorDict | None = None) -> torch.Tensor:
+    r"""ρ's per-economy input :math:`[Z; \bar\phi]`, (B, A + L); the summary from ``summary_state`` if given (e.g.
+    a detached copy of ``state``: the moments then carry gradients to φ's parameters but not to the states)."""
+    summary = net.summary(state if summary_state is None else summary_state)
+    if net.features.aggregate:
+        dtype = net.rho[0].weight.dtype
+        return torch.cat([_entries(net.features, state, net.features.aggregate, dtype), summary], dim=-1)
+    return summary
+
+
+def actor_own(net: DeepSets, state: TensorDict) -> torch.Tensor | None:
+    """The agents' own inputs to ρ, (B, N, F_own), or None for a network without own features."""
+    if not net.features.own:
+        return None
+    return _entries(net.features, state, net.features.own, net.rho[0].weight.dtype)
+
+
+def actor_rows(net: DeepSets, own: torch.Tensor | None, context: torch.Tensor, n: int) -> torch.Tensor:
+    """The actor's outputs for the agents whose own inputs are ``own`` (B, R, F_own) given ``context`` (B, C):
+    (B, R) — the same computation as ``DeepSets.forward`` restricted to R rows (R = n when ``own`` is None)."""
+    if own is None:
+        return net._head(net.rho(context)).expand(-1, n)
+    first = net.rho[0]
+    h = own @ first.weight[:, : net.n_own].T + nn.functional.linear(
+        context, first.weight[:, net.n_own :], first.bias
+    ).unsqueeze(-2)
+    return net._head(net.rho[1:](h)).squeeze(-1)
+
+
+class ShiftedPolicy(nn.Module):
+    """``scale · net(state with state[key] − offset)``: fixed economic centring of the actor's inputs
+    (``DeepHAMConfig.input_offsets``) and scale of its output (``DeepHAMConfig.action_scale``)."""
+
+    def __init__(self, net: DeepSets, offsets: tuple[tuple[str, float], ...], scale: float = 1.0) -> None:
+        super().__init__()
+        self.net, self.offsets, self.scale = net, tuple(offsets), float(scale)
+
+    def shift(self, state: TensorDict) -> TensorDict:
+        if not self.offsets:
+            return state
+        out = state.clone(False)
+        for key, offset in self.offsets:
+            out[key] = state[key] - offset
+        return out
+
+    def forward(self, state: TensorDict) -> torch.Tensor:
+        out = self.net(self.shift(state))
+        return out if self.scale == 1.0 else out * self.scale
+
+
+# ---------------------------------------------------------------------------------------------- value ensemble
+class ValueEnsemble(nn.Module):
+    r"""M DeepSets critics, each with its own φ, as ONE module of stacked weights.
+
+    Member m: :math:`V_m(s)_i = \mu + \sigma\, \rho_m(o_i, Z, \bar\phi_m)`, :math:`\bar\phi_m = \frac1N\sum_j
+    \phi_m(k_j)`; the ensemble value is the mean over members. ``(μ, σ)`` standardise the regression targets (see
+    :meth:`set_target_stats`). Every layer is one batched matmul over the M members (weights (M, in, out)).
+
+    Shapes: ``members(state)`` (M, B, N); ``forward(state)`` (B, N). For the Bellman judge the summary is exposed:
+    ``features(state)`` (B, N, M·L) per-agent φ outputs whose mean over agents is the summary, and
+    ``head(state, summary)`` (B, N) the value given an explicit summary (B, M·L).
+    """
+
+    def __init__(
+        self,
+        features: Features,
+        *,
+        members: int = 3,
+        phi: Literal["identity", "mlp"] = "identity",
+        latent: int = 1,
+        phi_widths: tuple[int, ...] = (12, 12),
+        rho_widths: tuple[int, ...] = (24, 24),
+        activation: str = "tanh",
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if activation not in _ACTIVATIONS:
+            raise ConfigError(f"activation {activation!r} is not allowed: choose one of {', '.join(_ACTIVATIONS)}")
+        self.inputs, self.n_members, self.phi_kind, self.activation = features, members, phi, activation
+        self.act = _ACTIVATIONS[activation]
+        n_set, n_own, n_agg = len(features.set), len(features.own), len(features.aggregate)
+        if not features.own:
+            raise ConfigError("a critic needs own features (a value depends on what the agent owns)")
+        self.latent = n_set if phi == "identity" else latent
+        self.n_own, self.n_agg = n_own, n_agg
+
+        def layer(fan_in: int, fan_out: int) -> tuple[nn.Parameter, nn.Parameter]:
+            bound = 1.0 / math.sqrt(fan_in)  # PyTorch's nn.Linear default, independently per member
+            w = (torch.rand(members, fan_in, fan_out, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+            b = (torch.rand(members, 1, fan_out, generator=generator, dtype=torch.float64) * 2 - 1) * bound
+            return nn.Parameter(w.float()), nn.Parameter(b.float())
+
+        self.phi_w, self.phi_b = nn.ParameterList(), nn.ParameterList()
+        if phi == "mlp":
+            dims = (n_set, *phi_widths, latent)
+            for a, b in zip(dims[:-1], dims[1:]):
+                w, bias = layer(a, b)
+                self.phi_w.append(w)
+                self.phi_b.append(bias)
+        elif phi != "identity":
+            raise ConfigError(f"critic phi must be 'identity' or 'mlp', got {phi!r}")
+        self.rho_w, self.rho_b = nn.ParameterList(), nn.ParameterList()
+        dims = (n_own + n_agg + self.latent, *rho_widths, 1)
+        for a, b in zip(dims[:-1], dims[1:]):
+            w, bias = layer(a, b)
+            self.rho_w.append(w)
+            self.rho_b.append(bias)
+        self.register_buffer("target_mean", torch.zeros(()))
+        self.register_buffer("target_std", torch.ones(()))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.rho_w[0].dtype
+
+    # -------------------------------------------------------------- per-agent features and the summary
+    def _members_phi(self, s: torch.Tensor) -> torch.Tensor:
+        """φ_m of per-agent set inputs s (B, N, F) -> (M, B, N, L)."""
+        if self.phi_kind == "identity":
+            return s.unsqueeze(0).expand(self.n_members, *s.shape)
+        b, n, f = s.shape
+        h = s.reshape(1, b * n, f).expand(self.n_members, b * n, f)
+        last = len(self.phi_w) - 1
+        for i, (w, bias) in enumerate(zip(self.phi_w, self.phi_b)):
+            h = torch.baddbmm(bias, h, w)
+            if i < last:
+                h = self.act(h)
+        return h.reshape(self.n_members, b, n, -1)
+
+    def features_of(self, state: TensorDict) -> torch.Tensor:
+        """φ_m at every agent, (M, B, N, L)."""
+        return self._members_phi(_entries(self.inputs, state, self.inputs.set, self.dtype))
+
+    def summaries(self, state: TensorDict) -> torch.Tensor:
+        """The members' population summaries, (M, B, L)."""
+        if self.phi_kind == "identity":
+            s = _entries(self.inputs, state, self.inputs.set, self.dtype).mean(-2)
+            return s.unsqueeze(0).expand(self.n_members, *s.shape)
+        return self.features_of(state).mean(-2)
+
+    # -------------------------------------------------------------- ρ
+    def normalized(
+        self, state: TensorDict, summaries: torch.Tensor, index: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Standardised member outputs y_m, (M, B, R): R = N, or the agents ``index`` (B, R)."""
+        own = _entries(self.inputs, state, self.inputs.own, self.dtype)  # (B, N, F_own)
+        if index is not None:
+            own = own.gather(1, index.unsqueeze(-1).expand(-1, -1, own.shape[-1]))
+        b, r, _ = own.shape
+        context = summaries
+        if self.n_agg:
+            agg = _entries(self.inputs, state, self.inputs.aggregate, self.dtype)  # (B, A)
+            context = torch.cat([agg.unsqueeze(0).expand(self.n_members, *agg.shape), summaries], dim=-1)
+        w0, b0 = self.rho_w[0], self.rho_b[0]
+        h_own = torch.matmul(own.reshape(1, b * r, -1), w0[:, : self.n_own])  # (M, B·R, H)
+        h_ctx = torch.baddbmm(b0, context, w0[:, self.n_own :])  # (M, B, H)
+        h = (h_own.reshape(self.n_members, b, r, -1) + h_ctx.unsqueeze(2)).reshape(self.n_members, b * r, -1)
+        h = self.act(h)
+        last = len(self.rho_w) - 1
+        for i in range(1, last + 1):
+            h = torch.baddbmm(self.rho_b[i], h, self.rho_w[i])
+            if i < last:
+                h = self.act(h)
+        return h.reshape(self.n_members, b, r)
+
+    def members(self, state: TensorDict, index: torch.Tensor | None = None, *, summary_state=None) -> torch.Tensor:
+        """Each member's value V_m, (M, B, R)."""
+        y = self.normalized(state, self.summaries(state if summary_state is None else summary_state), index)
+        return self.target_mean + self.target_std * y
+
+    def forward(
+        self, state: TensorDict, index: torch.Tensor | None = None, *, summary_state: TensorDict | None = None
+    ) -> torch.Tensor:
+        """The ensemble value (mean over members), (B, N) or (B, R) for the agents ``index`` (B, R); the summary is
+        computed from ``summary_state`` if given (e.g. a detached copy: price-taking)."""
+        y = self.normalized(state, self.summaries(state if summary_state is None else summary_state), index)
+        return self.target_mean + self.target_std * y.mean(0)
+
+    # -------------------------------------------------------------- the Bellman judge's interface
+    def features(self, state: TensorDict) -> torch.Tensor:
+        """(B, N, M·L): per-agent φ outputs of all members, whose mean over agents is the summary."""
+        f = self.features_of(state)  # (M, B, N, L)
+        return f.permute(1, 2, 0, 3).reshape(f.shape[1], f.shape[2], -1)
+
+    def head(self, state: TensorDict, summary: torch.Tensor) -> torch.Tensor:
+        """The ensemble value given an explicit summary (B, M·L) (the mean of :meth:`features`), (B, N)."""
+        s = summary.reshape(summary.shape[0], self.n_members, -1).transpose(0, 1)
+        return self.target_mean + self.target_std * self.normalized(state, s).mean(0)
+
+    # -------------------------------------------------------------- target statistics (PopArt-style)
+    @torch.no_grad()
+    def calibrate(self, states: TensorDict, y: torch.Tensor, chunk: int = 4096) -> None:
+        """Warm start of a refit: per member, the least-squares affine map a·y_m + b of its standardised outputs
+        onto the standardised targets ``y`` (S, N) is folded into its output layer (W ← aW, b ← ab + b), so a
+        refit never starts from predictions that are many standard deviations off (the policy may have moved
+        the targets far since the last fit)."""
+        if not bool(self.fitted):
+            return
+        pred = torch.cat(
+            [self.normalized(states[i : i + chunk], self.summaries(states[i : i + chunk])) for i in range(0, y.shape[0], chunk)],
+            dim=1,
+        ).reshape(self.n_members, -1)  # (M, S·N)
+        target = y.reshape(1, -1).to(pred.dtype)
+        pm, tm = pred.mean(1, keepdim=True), target.mean(1, keepdim=True)
+        var = (pred - pm).square().mean(1, keepdim=True)
+        a = torch.where(var > 1e-12, ((pred - pm) * (target - tm)).mean(1, keepdim=True) / var.clamp_min(1e-12), 0.0)
+        b = tm - a * pm
+        self.rho_w[-1].mul_(a.view(-1, 1, 1))
+        self.rho_b[-1].mul_(a.view(-1, 1, 1)).add_(b.view(-1, 1, 1))
+
+    @torch.no_grad()
+    def set_target_stats(self, mean: float, std: float) -> None:
+        """Change (μ, σ). Once fitted, the output layers are rescaled so that every prediction is unchanged
+        (σ y + μ = σ' y' + μ'  ⇔  W' = W σ/σ', b' = (σ b + μ − μ')/σ'); before the first fit the output bias is
+        zeroed instead, so that an untrained ensemble starts at the targets' mean."""
+        old_mean, old_std = float(self.target_mean), float(self.target_std)
+        std = max(float(std), 1e-8)
+        if bool(self.fitted):
+            self.rho_w[-1].mul_(old_std / std)
+            self.rho_b[-1].mul_(old_std).add_(old_mean - mean).div_(std)
+        else:
+            self.rho_b[-1].zero_()
+        self.fitted.fill_(True)
+        self.target_mean.fill_(mean)
+        self.target_std.fill_(std)
+
+
+# ---------------------------------------------------------------------------------------------- value learning
+@dataclasses.dataclass(frozen=True)
+class ValueConfig(Config):
+    """Value learning by regression on truncated discounted payoff sums (defaults: the published setup)."""
+
+    members: int = dataclasses.field(default=3, metadata=interval(1))
+    """critics in the ensemble, each with its own φ"""
+    widths: tuple[int, ...] = dataclasses.field(default=(24, 24), metadata=interval(1))
+    """hidden widths of each critic's ρ"""
+    activation: str = "tanh"
+    economies: int = dataclasses.field(default=384, metadata=interval(1))
+    """economies simulated for one data set"""
+    periods: int = dataclasses.field(default=2000, metadata=interval(1))
+    """periods simulated per data set"""
+    horizon: int = dataclasses.field(default=800, metadata=interval(1))
+    """H: targets are Σ_{τ<H} β^τ u_{t0+τ}"""
+    start_every: int = dataclasses.field(default=100, metadata=interval(1))
+    """start times t0 = 0, start_every, ... while t0 + horizon ≤ periods"""
+    epochs: int = dataclasses.field(default=200, metadata=interval(0))
+    batch_size: int = dataclasses.field(default=128, metadata=interval(1))
+    """economy states per minibatch (each with its N agents)"""
+    lr: float = dataclasses.field(default=1e-4, metadata=interval(0.0, open_lo=True))
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    max_steps: int | None = dataclasses.field(default=None, metadata=interval(1))
+    """cap on the regression steps of one fit (None: epochs × data / batch)"""
+
+    def _validate(self) -> None:
+        if self.horizon > self.periods:
+            raise ConfigError(f"ValueConfig.horizon = {self.horizon} must not exceed periods = {self.periods}")
+        if self.activation not in _ACTIVATIONS:
+            raise ConfigError(f"ValueConfig.activation = {self.activation!r}: choose one of {', '.join(_ACTIVATIONS)}")
+
+
+def critic_features(economy: Economy) -> Features:
+    """The critics' inputs: the economy's default features, with the set features as own state when it has none
+    (a value depends on what the agent owns even when its optimal action does not)."""
+    base = default_features(economy)
+    return base if base.own else dataclasses.replace(base, own=base.set)
+
+
+@torch.no_grad()
+def value_dataset(
+    economy: Economy,
+    policy: Policy,
+    start: TensorDict,
+    config: ValueConfig,
+    generator: torch.Generator | None = None,
+) -> tuple[TensorDict, torch.Tensor]:
+    r"""Simulate ``config.periods`` periods under ``policy`` from ``start`` (batch [E]) and return the states at
+    the start times t0 = 0, Δ, … (t0 + H ≤ periods) as a flat TensorDict [S = E · starts] and their targets
+    :math:`\sum_{\tau<H} \beta^\tau u_{i,t_0+\tau}`, (S, N). The sums are accumulated on the fly (memory O(starts·E·N))."""
+    beta = float(economy.params.beta)
+    starts = list(range(0, config.periods - config.horizon + 1, config.start_every))
+    t0 = torch.tensor(starts, dtype=economy.dtype, device=economy.device)
+    sums: torch.Tensor | None = None  # (starts, E, N)
+    recorded: list[TensorDict] = []
+    state = start
+    for t in range(config.periods):
+        if t in starts:
+            recorded.append(state)
+        action = policy(state)
+        state, reward = economy.transition_and_reward(state, action, economy.sample_shocks(state, generator))
+        age = t - t0  # (starts,)
+        weight = torch.where((age >= 0) & (age < config.horizon), beta ** age.clamp_min(0), torch.zeros_like(age))
+        if sums is None:
+            sums = torch.zeros(len(starts), *reward.shape, dtype=reward.dtype, device=reward.device)
+        sums += weight[:, None, None] * reward.unsqueeze(0)
+    states = torch.stack(recorded, dim=0).reshape(-1)  # [starts · E]
+    return states, sums.reshape(-1, sums.shape[-1])
+
+
+def fit_ensemble(
+    value: ValueEnsemble,
+    states: TensorDict,
+    targets: torch.Tensor,
+    config: ValueConfig,
+    generator: torch.Generator | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> dict[str, float]:
+    """Regress every member on ``targets`` (S, N) at ``states`` [S] (MSE on standardised targets, Adam).
+
+    The target statistics are reset first (outputs preserved, :meth:`ValueEnsemble.set_target_stats`).
+    Returns the final training MSE (in target units²) and the R² of the ensemble."""
+    value.set_target_stats(float(targets.mean()), float(targets.std()))
+    y = (targets.to(value.dtype) - value.target_mean) / value.target_std
+    value.calibrate(states, y)
+    optimizer = optimizer or torch.optim.Adam(value.parameters(), lr=config.lr, betas=config.adam_betas)
+    s = states.batch_size[0]
+    per_epoch = max(1, math.ceil(s / config.batch_size))
+    total = config.epochs * per_epoch
+    if config.max_steps is not None:
+        total = min(total, config.max_steps)
+    value.requires_grad_(True)
+    step = 0
+    while step < total:
+        order = torch.randperm(s, generator=generator, device=targets.device)
+        for i in range(0, s, config.batch_size):
+            idx = order[i : i + config.batch_size]
+            pred = value.normalized(states[idx], value.summaries(states[idx]))  # (M, b, N)
+            loss = (pred - y[idx].unsqueeze(0)).square().mean() * value.n_members
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            if step >= total:
+                break
+    value.requires_grad_(False)
+    with torch.no_grad():
+        pred = torch.cat([value(states[i : i + 4096]) for i in range(0, s, 4096)])
+        mse = float((pred - targets.to(pred.dtype)).square().mean())
+        var = float(targets.var())
+    return {"value_mse": mse, "value_r2": 1.0 - mse / var if var > 0 else float("nan"), "value_steps": step}
+
+
+def make_value(economy: Economy, config: ValueConfig, *, summary: str = "moment", moments: int = 1,
+               gm_widths: tuple[int, ...] = (12, 12), seed: int = 0) -> ValueEnsemble:
+    gen = torch.Generator().manual_seed(seed)
+    net = ValueEnsemble(
+        critic_features(economy), members=config.members, phi="identity" if summary == "moment" else "mlp",
+        latent=moments, phi_widths=gm_widths, rho_widths=config.widths, activation=config.activation, generator=gen,
+    )
+    return net.to(device=economy.device, dtype=economy.dtype).requires_grad_(False)
+
+
+def fit_value(
+    economy: Economy,
+    policy: Policy,
+    config: ValueConfig | Mapping[str, Any] | None = None,
+    *,
+    start: TensorDict | None = None,
+    burn_in: int = 1000,
+    summary: Literal["moment", "gm"] = "moment",
+    moments: int = 1,
+    seed: int = 0,
+) -> tuple[ValueEnsemble, dict[str, float]]:
+    """A value function for any policy, by the DeepHAM regression: simulate ``burn_in`` periods from ``start``
+    (default: the economy's initial state, ``config.economies`` economies), then fit a fresh :class:`ValueEnsemble`
+    on truncated discounted sums. Used by the Bellman judge for solvers without a value function."""
+    config = ValueConfig.build(config)
+    gen = economy.generator(seed)
+    if start is None:
+        start = economy.initial_state(config.economies, gen)
+    with torch.no_grad():
+        state = start
+        for _ in range(burn_in):
+            state = economy.transition(state, policy(state), economy.sample_shocks(state, gen))
+    value = make_value(economy, config, summary=summary, moments=moments, seed=seed)
+    states, targets = value_dataset(economy, policy, state, config, gen)
+    metrics = fit_ensemble(value, states, targets, config, gen)
+    return value, metrics
+
+
+# ---------------------------------------------------------------------------------------------- price taking
+def price_taking_transition(
+    economy: Economy, state: TensorDict, action: torch.Tensor, shocks: TensorDict
+) -> tuple[TensorDict, torch.Tensor]:
+    r"""``economy.transition_and_reward`` with every agent taking the aggregates as given.
+
+    Same values; the gradients flow only through each agent's own state and action, never through the aggregates
+    (prices, K, demand) its state contributes to with weight 1/N:
+
+    * Krusell–Smith: prices at the detached state; cash on hand is linear in own capital given prices, so
+      :math:`x_i = x_i(\bar s) + R(\bar K)(k_i - \bar k_i)` (bar: detached), then the economy's own consumption clip,
+      :math:`k_i' = x_i - c_i`, utility log c_i;
+    * investment: the law of motion has no aggregates; the profit uses the detached price,
+      :math:`p(\bar X) x_i - \gamma u_i^2/2`.
+    """
+    frozen = state.detach()
+    if economy.env_id == "KrusellSmith-v0":
+        R, _ = economy.prices(frozen["k"].mean(-1), frozen["z"])
+        cash = economy.cash_on_hand(frozen) + R.unsqueeze(-1) * (state["k"] - frozen["k"])
+        c = economy.consumption(cash, action)
+        z_next, e_next = economy.next_exogenous(frozen, shocks)
+        nxt = TensorDict({"k": cash - c, "e": e_next, "z": z_next}, batch_size=state.batch_size, device=economy.device)
+        return nxt, torch.log(c)
+    if economy.env_id == "Investment-v0":
+        nxt = economy.transition(state, action, shocks)
+        reward = economy.reward(frozen, action) + economy.price(frozen["x"]).unsqueeze(-1) * (state["x"] - frozen["x"])
+        return nxt, reward
+    raise ConfigError(f"price_taker = true is implemented for Krusell-Smith and the investment economy, not {economy.env_id}")
+
+
+# ---------------------------------------------------------------------------------------------- the solver
+@dataclasses.dataclass(frozen=True)
+class DeepHAMConfig(Config):
+    """Settings of DeepHAM; defaults are the published Krusell–Smith run (N = 50, 1st moment)."""
+
+    seed: int = 0
+    mode: Literal["game", "planner"] = "game"
+    """"game": competitive equilibrium by fictitious play; "planner": all agents optimised together"""
+    price_taker: bool = False
+    """game mode: the learner takes prices/aggregates as given (detaches its own 1/N effect; competitive equilibrium)"""
+    learners: Literal["one", "all"] = "one"
+    """game mode: one random learner per economy (published), or every agent at once (needs price_taker)"""
+    dtype: Literal["economy", "float32", "float64"] = "economy"
+    """float precision of the networks and simulations ("economy": the economy's dtype; published: float64)"""
+    fast_tanh: bool = True
+    """evaluate tanh as 2σ(2x) − 1 (same function, faster on CPU)"""
+    # -- networks
+    summary: Literal["moment", "gm"] = "moment"
+    """distribution summary: the 1st moment (K) or J generalized moments (φ = MLP)"""
+    moments: int = dataclasses.field(default=1, metadata=interval(1))
+    """J: number of generalized moments (summary = "gm")"""
+    gm_widths: tuple[int, ...] = dataclasses.field(default=(12, 12), metadata=interval(1))
+    """hidden widths of the generalized-moment network φ (tanh)"""
+    policy_widths: tuple[int, ...] = dataclasses.field(default=(24, 24), metadata=interval(1))
+    activation: str = "tanh"
+    policy_network: DeepSetsConfig | None = None
+    """full override of the actor's architecture (None: built from the fields above)"""
+    input_offsets: tuple[tuple[str, float], ...] | None = None
+    """subtract these constants from state entries before the actor sees them (then the network's fixed scales
+    divide); None: the economy's default — investment: x − x0_mean (and x / 0.1), Krusell–Smith: none (k / k_ss)"""
+    action_scale: float | None = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
+    """the actor's output is multiplied by this constant; None: the economy's default — investment: δ · x0_mean
+    (replacement investment, so the network's output is O(1)), Krusell–Smith: 1 (a share)"""
+    value: ValueConfig = ValueConfig()
+    # -- policy optimisation
+    steps: int = dataclasses.field(default=10_000, metadata=interval(0))
+    """policy steps of a full run"""
+    batch_size: int = dataclasses.field(default=384, metadata=interval(1))
+    """economies per policy step"""
+    horizon: int = dataclasses.field(default=149, metadata=interval(1))
+    """T: Σ_{t<T} β^t u_t + β^T V(s_T) (published: 150 unrolled states, T = 149)"""
+    lr: float = dataclasses.field(default=4e-4, metadata=interval(0.0, open_lo=True))
+    lr_end: float | None = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
+    """learning rate at the last step (exponential decay; None: constant)"""
+    adam_betas: tuple[float, float] = (0.99, 0.99)
+    grad_clip: float | None = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
+    # -- start states
+    start_states: Literal["ergodic", "initial", "paths"] = "ergodic"
+    """where unrolls start: the current policy's ergodic set (published), fresh draws of the initial state, or
+    states along fresh paths from the initial state (t = 0, skip, 2·skip, … < ergodic_periods: the transition too)"""
+    burn_in: int = dataclasses.field(default=2000, metadata=interval(0))
+    """periods simulated from the initial state before the first ergodic set is recorded"""
+    ergodic_economies: int = dataclasses.field(default=384, metadata=interval(1))
+    ergodic_periods: int = dataclasses.field(default=250, metadata=interval(1))
+    """periods simulated per refresh of the ergodic set"""
+    ergodic_skip: int = dataclasses.field(default=4, metadata=interval(1))
+    """record every this many periods of a refresh"""
+    # -- value refits and validation
+    value_every: int = dataclasses.field(default=2000, metadata=interval(1))
+    """refit the value every this many policy steps (and before the first)"""
+    val_every: int = dataclasses.field(default=500, metadata=interval(1))
+    val_economies: int = dataclasses.field(default=384, metadata=interval(1))
+
+    def _validate(self) -> None:
+        if self.mode == "planner" and (self.price_taker or self.learners != "one"):
+            raise ConfigError("DeepHAMConfig: price_taker and learners apply to mode = 'game' only")
+        if self.learners == "all" and not self.price_taker:
+            raise ConfigError(
+                "DeepHAMConfig.learners = 'all' needs price_taker = true: without it each learner's own effect on "
+                "prices would move the other learners' payoffs (a mix of game and planner)"
+            )
+        if self.activation not in _ACTIVATIONS:
+            raise ConfigError(f"DeepHAMConfig.activation = {self.activation!r}: choose one of {', '.join(_ACTIVATIONS)}")
+        if self.ergodic_skip > self.ergodic_periods:
+            raise ConfigError(
+                f"DeepHAMConfig.ergodic_skip = {self.ergodic_skip} must not exceed ergodic_periods = {self.ergodic_periods}"
+            )
+
+
+@register_solver("deepham")
+class DeepHAMSolver(Solver):
+    """DeepHAM; see the module docstring. Attributes besides the Solver interface: ``step``, ``value_fits``,
+    ``pool`` (the ergodic economies' current state), ``starts`` (the recorded start states, flat [S])."""
+
+    Config = DeepHAMConfig
+    config: DeepHAMConfig
+
+    @classmethod
+    def default_config(cls, economy: Economy) -> DeepHAMConfig:
+        """Krusell–Smith: the published run. Investment economy: price-taking fictitious play with every firm a
+        learner (the competitive equilibrium = the LQ solution), unrolls of 100 periods from fresh initial states
+        (X_0 ≈ 0.9, the Kahou protocol), Adam without momentum (the fictitious-play field rotates: momentum makes it
+        zig-zag) and a decaying learning rate. At the baseline (δ = 0.05) the policy is within ≈ 2 % of LQ after
+        ≈ 250 steps; with faster depreciation (δ = 0.2) within ≈ 1.5 % after 50–100 steps of 40 periods."""
+        if economy.env_id == "Investment-v0":
+            return DeepHAMConfig(
+                price_taker=True, learners="all", start_states="initial", burn_in=0, horizon=100, batch_size=4,
+                lr=1e-2, lr_end=1e-4, adam_betas=(0.0, 0.999), steps=300, value_every=100, val_every=50,
+                val_economies=8, ergodic_economies=16, ergodic_periods=64, ergodic_skip=4,
+                value=ValueConfig(economies=16, periods=200, horizon=150, start_every=10, epochs=30, lr=1e-3),
+            )
+        return DeepHAMConfig()
+
+    def __init__(self, economy: Economy, config: DeepHAMConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__(economy, config)
+        self._start_clock()
+        cfg = self.config
+        if cfg.dtype != "economy" and _DTYPES[cfg.dtype] != economy.dtype:
+            economy = type(economy)(economy.n_agents, device=economy.device, dtype=_DTYPES[cfg.dtype],
+                                    **economy.params.to_dict())
+        self.sim = economy  # the economy the solver simulates (the user's, or a copy in the requested dtype)
+        if cfg.price_taker:
+            if economy.env_id not in ("KrusellSmith-v0", "Investment-v0"):
+                raise ConfigError(f"price_taker = true is not implemented for {economy.env_id}")
+        self.rng = economy.generator(cfg.seed)
+        self.beta = float(economy.params.beta)
+        self.actor = make_actor(economy, self._actor_config(economy), seed=cfg.seed)
+        if cfg.fast_tanh:
+            use_fast_tanh(self.actor)
+        offsets = cfg.input_offsets
+        if offsets is None:
+            offsets = (("x", float(economy.params.x0_mean)),) if economy.env_id == "Investment-v0" else ()
+        scale = cfg.action_scale
+        if scale is None:
+            p = economy.params
+            scale = p.delta * p.x0_mean if economy.env_id == "Investment-v0" and p.delta > 0 else 1.0
+        self.action_scale = float(scale)
+        self.policy = ShiftedPolicy(self.actor, offsets, scale) if offsets or scale != 1.0 else self.actor
+        self.value = make_value(economy, cfg.value, summary=cfg.summary, moments=cfg.moments,
+                                gm_widths=cfg.gm_widths, seed=cfg.seed + 1)
+        self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
+        self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=cfg.value.lr, betas=cfg.value.adam_betas)
+        self.step = 0
+        self.value_fits = 0
+        self.value_metrics: dict[str, float] = {}
+        self.discount = self.beta ** torch.arange(cfg.horizon + 1, dtype=economy.dtype, device=economy.device)
+        # start states: the ergodic set of the initial policy (or fresh initial states), and a validation set
+        with torch.no_grad():
+            self.pool = economy.initial_state(cfg.ergodic_economies, self.rng)
+            if cfg.start_states == "ergodic" and cfg.burn_in:
+                self.pool = self._simulate(self.pool, cfg.burn_in)
+        self.starts = self._record_starts()
+        self._order = torch.randperm(self.starts.batch_size[0], generator=self.rng, device=economy.device)
+        self._cursor = 0
+        self.val_states = self._draw_starts(cfg.val_economies, fresh=True)
+        self.val_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.rng, device=economy.device))
+        self._stop_clock()
+
+    # ------------------------------------------------------------------ construction helpers
+    def _actor_config(self, economy: Economy) -> DeepSetsConfig:
+        cfg = self.config
+        if cfg.policy_network is not None:
+            return cfg.policy_network
+        phi = "identity" if cfg.summary == "moment" else "mlp"
+        if economy.env_id == "KrusellSmith-v0":
+            # start at the deterministic steady state's consumption share (k' = k at k = k_ss)
+            state = economy.initial_state(1, economy.generator(0))
+            cash = economy.cash_on_hand(state)
+            saved = float((state["k"] / cash).mean())
+            share = 1.0 - saved if economy.params.action == "consumption_share" else saved
+            head, bias = "sigmoid", math.log(share / (1.0 - share))
+        else:
+            head, bias = "linear", None
+        scale = (("x", 0.1),) if economy.env_id == "Investment-v0" and cfg.input_offsets is None else None
+        return DeepSetsConfig(
+            phi=phi, latent=cfg.moments, phi_widths=cfg.gm_widths, phi_activation="tanh", rho_widths=cfg.policy_widths,
+            activation=cfg.activation, hidden_bias=True, output_bias=True, head=head, output_bias_init=bias,
+            homogeneous_fast_path=False, scale=scale,
+        )
+
+    @torch.no_grad()
+    def _simulate(self, state: TensorDict, periods: int, record_every: int = 0) -> TensorDict | tuple:
+        """Simulate ``periods`` periods under the current policy (no gradients); with ``record_every`` also return
+        the states recorded every that many periods, stacked [records · E]."""
+        eco, recorded = self.sim, []
+        for t in range(periods):
+            state = eco.transition(state, self.policy(state), eco.sample_shocks(state, self.rng))
+            if record_every and (t + 1) % record_every == 0:
+                recorded.append(state)
+        if record_every:
+            return state, (torch.stack(recorded, 0).reshape(-1) if recorded else state[:0])
+        return state
+
+    def _record_starts(self) -> TensorDict:
+        """Refresh the start-state set: continue the ergodic paths (or draw fresh initial states)."""
+        cfg = self.config
+        if cfg.start_states == "initial":
+            return self.sim.initial_state(cfg.ergodic_economies, self.rng)
+        if cfg.start_states == "paths":
+            first = self.sim.initial_state(cfg.ergodic_economies, self.rng)
+            _, later = self._simulate(first, cfg.ergodic_periods - 1, cfg.ergodic_skip)
+            return torch.cat([first, later]) if later.batch_size[0] else first
+        self.pool, starts = self._simulate(self.pool, cfg.ergodic_periods, cfg.ergodic_skip)
+        return starts
+
+    def _draw_starts(self, batch: int, fresh: bool = False) -> TensorDict:
+        """``batch`` start states drawn without replacement from the start-state set, refreshed when used up."""
+        if fresh and self.config.start_states in ("initial", "paths"):
+            return self.sim.initial_state(batch, self.rng)
+        size = self.starts.batch_size[0]
+        if self._cursor + batch > size:
+            self.starts = self._record_starts()
+            size = self.starts.batch_size[0]
+            self._order = torch.randperm(size, generator=self.rng, device=self.sim.device)
+            self._cursor = 0
+        if batch > size:
+            idx = torch.randint(0, size, (batch,), generator=self.rng, device=self.sim.device)
+        else:
+            idx = self._order[self._cursor : self._cursor + batch]
+            self._cursor += batch
+        return self.starts[idx].clone()
+
+    # ------------------------------------------------------------------ value learning
+    def fit_value(self) -> dict[str, float]:
+        """Step 2: simulate the current policy from the ergodic set and regress the critics on the truncated sums."""
+        cfg = self.config.value
+        start = self._draw_starts(cfg.economies, fresh=True)
+        states, targets = value_dataset(self.sim, self._no_grad_policy, start, cfg, self.rng)
+        metrics = fit_ensemble(self.value, states, targets, cfg, self.rng, self.value_optimizer)
+        self.value_fits += 1
+        self.value_metrics = {**metrics, "value_fits": self.value_fits, "value_samples": int(targets.numel())}
+        return self.value_metrics
+
+    @torch.no_grad()
+    def _no_grad_policy(self, state: TensorDict) -> torch.Tensor:
+        return self.policy(state)
+
+    # ------------------------------------------------------------------ the objective
+    def objective(self, start: TensorDict, generator: torch.Generator | None = None) -> torch.Tensor:
+        r"""Step 3: the mean over learners of :math:`J_i = \sum_{t<T}\beta^t u_{i,t} + \beta^T \bar V(s_{i,T})`
+        along an unroll from ``start`` [B] (differentiable w.r.t. the policy's parameters; see the module doc)."""
+        cfg, eco, net = self.config, self.sim, self.actor
+        shift = self.policy.shift if isinstance(self.policy, ShiftedPolicy) else (lambda s: s)
+        gen = self.rng if generator is None else generator
+        b, n = start.batch_size[0], eco.n_agents
+        shocks = [eco.sample_shocks(start, gen) for _ in range(cfg.horizon)]
+        one = cfg.mode == "game" and cfg.learners == "one"
+        idx = torch.randint(0, n, (b, 1), generator=gen, device=eco.device) if one else None
+        step_fn = (lambda s, a, sh: price_taking_transition(eco, s, a, sh)) if cfg.price_taker else eco.transition_and_reward
+        state, total = start, 0.0
+        for t in range(cfg.horizon):
+            frozen = shift(state.detach()) if cfg.price_taker else None
+            seen = shift(state)  # the actor's view of the state (fixed centring, if any)
+            context = actor_context(net, seen, frozen)  # (B, C): aggregates and moments (+ φ's parameters)
+            own = actor_own(net, seen)  # (B, N, F) or None
+            if one:
+                with torch.no_grad():  # the peers: constants (fictitious play)
+                    peers = actor_rows(net, None if own is None else own.detach(), context.detach(), n)
+                mine = actor_rows(net, None if own is None else _take(own, idx), context, 1)  # (B, 1)
+                action = peers.scatter(1, idx, mine)
+            else:
+                action = actor_rows(net, own, context, n)
+            if self.action_scale != 1.0:
+                action = action * self.action_scale
+            state, reward = step_fn(state, action, shocks[t])
+            total = total + self.discount[t] * (reward.gather(1, idx) if one else reward)
+        frozen = state.detach() if cfg.price_taker else None
+        terminal = self.value(state, idx, summary_state=frozen)
+        return (total + self.discount[cfg.horizon] * terminal).mean()
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Step 4: mean over all agents of J and of its utility part, on fixed start states and shocks."""
+        cfg, eco = self.config, self.sim
+        gen = eco.generator(self.val_seed)
+        state, total = self.val_states, 0.0
+        for t in range(cfg.horizon):
+            state, reward = eco.transition_and_reward(state, self.policy(state), eco.sample_shocks(state, gen))
+            total = total + self.discount[t] * reward
+        terminal = self.value(state)
+        agg = eco.aggregates(state)
+        first = next(iter(agg))
+        return {
+            "val_utility": float(total.mean()),
+            "val_objective": float((total + self.discount[cfg.horizon] * terminal).mean()),
+            f"val_{first}_end": float(agg[first].mean()),
+        }
+
+    def lr_at(self, step: int) -> float:
+        cfg = self.config
+        if cfg.lr_end is None or cfg.steps <= 1:
+            return cfg.lr
+        return cfg.lr * (cfg.lr_end / cfg.lr) ** min(step / (cfg.steps - 1), 1.0)
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        steps: int | None = None,
+        *,
+        budget: float | None = None,
+        callback: Callback | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Policy steps (with value refits every ``value_every``) until ``config.steps`` in all, ``steps`` more or
+        ``budget`` more seconds. Returns the last metrics (validation, value fit, ergodic K, wall time)."""
+        steps, budget = check_budget(steps, budget)
+        cfg = self.config
+        total = max(0, cfg.steps - self.step) if steps is None else steps
+        self._start_clock()
+        deadline = None if budget is None else self._elapsed() + budget
+        try:
+            if self.value_fits == 0:
+                self.fit_value()
+            done, objective = 0, float("nan")
+            while done < total:
+                if self.step > 0 and self.step % cfg.value_every == 0 and self._last_fit_step != self.step:
+                    self._last_fit_step = self.step
+                    self.fit_value()
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lr_at(self.step)
+                # --- 3. one Adam step on −mean J along simulated paths
+                loss = -self.objective(self._draw_starts(cfg.batch_size))
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                objective = -float(loss.detach())
+                self.step += 1
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+                last = done == total or (deadline is not None and self._elapsed() >= deadline)
+                if self.step % cfg.val_every == 0 or last:
+                    if self._log(self._metrics(objective), callback):
+                        break
+                if last:
+                    break
+            if done == 0:
+                self.metrics = self._metrics(objective)
+        finally:
+            self._stop_clock()
+        self.metrics["wall_time"] = self.wall_time
+        return self.metrics
+
+    _last_fit_step = -1
+
+    def _metrics(self, objective: float) -> dict[str, Any]:
+        agg = self.sim.aggregates(self.starts)
+        first = next(iter(agg))
+        return {
+            "step": self.step, "lr": self.lr_at(self.step), "train_objective": objective, **self.validate(),
+            f"ergodic_{first}": float(agg[first].mean()), **self.value_metrics, "wall_time": self._elapsed(),
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd.update(
+            optimizer=self.optimizer.state_dict(), value_optimizer=self.value_optimizer.state_dict(), step=self.step,
+            value_fits=self.value_fits, value_metrics=dict(self.value_metrics), rng=self.rng.get_state(),
+            pool=self.pool.to_dict(), starts=self.starts.to_dict(), cursor=self._cursor, order=self._order,
+            val_states=self.val_states.to_dict(), val_seed=self.val_seed,
+        )
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.optimizer.load_state_dict(state_dict["optimizer"])
+        self.value_optimizer.load_state_dict(state_dict["value_optimizer"])
+        self.step, self.value_fits = int(state_dict["step"]), int(state_dict["value_fits"])
+        self.value_metrics = dict(state_dict.get("value_metrics", {}))
+        self.rng.set_state(state_dict["rng"])
+        self.pool, self.starts = _td(state_dict["pool"]), _td(state_dict["starts"])
+        self.val_states, self.val_seed = _td(state_dict["val_states"]), int(state_dict["val_seed"])
+        self._cursor, self._order = int(state_dict["cursor"]), state_dict["order"]
+
+
+def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """Rows ``idx`` (B, R) of x (B, N, F) -> (B, R, F)."""
+    return x.gather(1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+
+
+def _td(data: Mapping[str, torch.Tensor]) -> TensorDict:
+    first = next(iter(data.values()))
+    return TensorDict(dict(data), batch_size=first.shape[:1])

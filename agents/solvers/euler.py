@@ -1,0 +1,385 @@
+r"""Euler-residual minimisation (Kahou, Fernández-Villaverde, Perla & Sood), for any economy with a residual.
+
+The algorithm, top to bottom (``EulerSolver.train``):
+
+1. Data. Simulate ``train_trajectories`` (and ``val_trajectories``) paths of ``horizon`` periods, ``horizon + 1``
+   states each, from the initial state with the data policy: the exact LQ policy of the linear model
+   (``data_policy="lq"``, published, also for ν ≠ 1) or the current network (``"current"``). The published
+   investment runs start every path from ONE initial state X_0 = |N(0.9, 0.05²)| drawn once per run
+   (``shared_initial_state``). Optionally re-simulate with the current policy every ``resimulate_every`` epochs
+   (published for ν > 1: every 5–10 epochs; Krusell–Smith: every epoch, continuing the paths).
+2. Loss on a minibatch S of ``batch_size`` states: the mean squared Euler residual
+
+   .. math:: \mathcal L = \frac{1}{|S| N} \sum_{X \in S} \sum_i \varepsilon_i(X)^2,
+
+   with ε from ``economy.euler_residual`` — investment: ε(X) = γu(X) − β E[p(X') + γ(1−δ)u(X')], E over the
+   aggregate shock by 7-node Gauss–Hermite and ONE fixed standardised idiosyncratic draw ŵ (drawn once per run);
+   Krusell–Smith: the Fischer–Burmeister residual of the household Euler inequality with the exact expectation.
+   Gradients flow through u(X) and u(X').
+3. Adam; the learning rate follows a schedule in epochs (published: StepLR ×0.8 every 50 epochs).
+4. Validation MSE every ``val_every`` steps (0: at the end of each epoch); stop as soon as it falls below
+   ``val_threshold`` (published: 1e-6), when it becomes NaN/inf, or after ``max_epochs`` epochs.
+
+Root selection. In the linear model both roots of the Euler equation's quadratic — the stable
+u = H0 + H1 mean(X), H1 ≈ −0.050, and the explosive H1 ≈ +0.220 — are exact zeros of the residual on any data, so
+the loss alone cannot tell them apart; the published method relies on training to stay in the stable basin. With
+the published networks (no hidden biases, so u is affine in mean(X) for φ identity) the output level moves first
+through the weights, i.e. through the slope, and when the initial output bias is too low the slope crosses into
+the explosive basin. With the published initialisation 20–40 % of the seeds fail the published success rule for
+φ identity / ReLU (explosive root) and up to 80 % for φ moments (explosive root, or a policy that fits the
+LQ-simulated data but drifts away along its own paths). ``init_level="data_policy"`` starts the network at the
+data policy's mean action (a level, no slope information), which removed those failures in our runs
+(``benchmarks/kahou_tables.py``; 10–20 seeds per setting).
+
+Shapes: a state set is a flat TensorDict, batch ``[S]``; residuals are (S, N).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import time
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from tensordict import TensorDict
+
+from hetagents_env import lq
+from hetagents_env.core import Economy, Policy
+
+from ..config import Config, ConfigError, interval
+from ..networks import DeepSetsConfig, make_actor
+from ..residuals import batched_residual, residual_options
+from .base import Callback, Progress, Solver, check_budget, register_solver
+
+__all__ = ["EulerConfig", "EulerSolver", "lq_data_policy"]
+
+
+@dataclasses.dataclass(frozen=True)
+class EulerConfig(Config):
+    """Settings of the Euler-residual solver; defaults are the published investment-economy setup (φ(ReLU))."""
+
+    seed: int = 0
+    """seed of the initial state, the data, the idiosyncratic draw, the shuffling and the network's initialisation"""
+    network: DeepSetsConfig = DeepSetsConfig()
+    """the policy's architecture"""
+    # -- data
+    train_trajectories: int = dataclasses.field(default=16, metadata=interval(1))
+    """simulated paths in the training set"""
+    val_trajectories: int = dataclasses.field(default=8, metadata=interval(1))
+    """simulated paths in the validation set"""
+    horizon: int = dataclasses.field(default=63, metadata=interval(0))
+    """periods per path (horizon + 1 states, the initial one included)"""
+    burn_in: int = dataclasses.field(default=0, metadata=interval(0))
+    """periods simulated and discarded before a path is recorded"""
+    shared_initial_state: bool = True
+    """draw ONE initial state per run and start every path from it (published) instead of one per path"""
+    data_policy: Literal["lq", "current"] = "lq"
+    """policy simulating the first data sets: the exact LQ policy of the linear model, or the current network"""
+    init_level: Literal["network", "data_policy"] = "network"
+    """initial output level: the network's own initialisation (published), or shift ρ's output bias so that the
+    network's mean action on the training states equals the data policy's (a level only, no slope information)"""
+    resimulate_every: int = dataclasses.field(default=0, metadata=interval(0))
+    """re-simulate train/validation sets with the current policy every this many epochs (0: never)"""
+    continue_paths: bool = False
+    """re-simulated paths continue from where the previous ones ended (towards the ergodic set)"""
+    # -- residual
+    quadrature_nodes: int = dataclasses.field(default=7, metadata=interval(1))
+    """Gauss–Hermite nodes over the aggregate shock (investment economy)"""
+    standardize_draw: bool = True
+    """standardise the fixed idiosyncratic draw to mean 0, sd 1 (investment economy)"""
+    # -- optimisation
+    lr: float = dataclasses.field(default=1e-3, metadata=interval(0.0, open_lo=True))
+    """Adam learning rate (published: 1e-3 φ(ReLU), 1e-4 φ(Moments), 7.5e-4 φ(Identity))"""
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    batch_size: int = dataclasses.field(default=16, metadata=interval(1))
+    """states per minibatch"""
+    max_epochs: int = dataclasses.field(default=100, metadata=interval(1))
+    lr_schedule: Literal["step", "cosine", "constant"] = "step"
+    """"step": lr · lr_decay^⌊epoch / lr_step_epochs⌋ (published); "cosine": from lr down to lr · lr_min_factor
+    over max_epochs; "constant" """
+    lr_step_epochs: int = dataclasses.field(default=50, metadata=interval(1))
+    lr_decay: float = dataclasses.field(default=0.8, metadata=interval(0.0, 1.0, open_lo=True))
+    lr_min_factor: float = dataclasses.field(default=0.0, metadata=interval(0.0, 1.0))
+    warmup_steps: int = dataclasses.field(default=0, metadata=interval(0))
+    """linear learning-rate warm-up over this many steps"""
+    grad_clip: float | None = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
+    """clip the gradient norm (None: no clipping)"""
+    val_threshold: float = dataclasses.field(default=1e-6, metadata=interval(0.0))
+    """stop when the validation MSE falls below this (0: never stop early)"""
+    val_every: int = dataclasses.field(default=0, metadata=interval(0))
+    """steps between validations (0: once per epoch)"""
+
+    def _validate(self) -> None:
+        if self.lr_schedule == "cosine" and self.lr_min_factor >= 1.0:
+            raise ConfigError("EulerConfig.lr_min_factor must be < 1 for the cosine schedule")
+
+
+def lq_data_policy(economy: Economy) -> Policy:
+    """u = H0 + H1 mean(X) with the exact coefficients of the LINEAR (ν = 1) model, used to simulate the published
+    training data for every ν (the economy's own ``lq_policy`` exists only for ν = 1)."""
+    if not hasattr(economy, "lq_policy"):
+        raise ConfigError(
+            f"EulerConfig.data_policy = 'lq' needs an economy with an LQ solution; {economy.env_id} has none: "
+            "use data_policy = 'current'"
+        )
+    p = economy.params
+    h0, h1 = lq.closed_form(p.alpha0, p.alpha1, p.beta, p.gamma, p.delta)
+    x_key = "x"
+
+    def policy(state: TensorDict) -> torch.Tensor:
+        x = state[x_key]
+        return (h0 + h1 * x.mean(-1, keepdim=True)).expand_as(x)
+
+    return policy
+
+
+@register_solver("euler")
+class EulerSolver(Solver):
+    """Minimise the mean squared Euler residual over simulated states; see the module docstring.
+
+    Attributes (besides the Solver interface): ``train_states`` / ``val_states`` (flat TensorDicts, batch [S]),
+    ``residual_options`` (the keyword options passed to ``economy.euler_residual``), ``epoch``, ``step``,
+    ``converged`` (validation MSE fell below the threshold), ``diverged`` (it became NaN/inf: training stops).
+    """
+
+    Config = EulerConfig
+    config: EulerConfig
+
+    @classmethod
+    def default_config(cls, economy: Economy) -> EulerConfig:
+        """Published setup for the investment economy (with re-simulation every 5 epochs when ν ≠ 1);
+        for Krusell–Smith: states simulated under the current policy, continued every epoch, and a small
+        sigmoid-share network starting near the steady-state consumption share."""
+        if economy.env_id == "Investment-v0":
+            return EulerConfig(resimulate_every=0 if economy.params.nu == 1.0 else 5)
+        if economy.env_id == "KrusellSmith-v0":
+            return _krusell_smith_defaults(economy)
+        return EulerConfig(data_policy="current", shared_initial_state=False, resimulate_every=1, continue_paths=True)
+
+    def __init__(self, economy: Economy, config: EulerConfig | Mapping[str, Any] | None = None) -> None:
+        super().__init__(economy, config)
+        self._start_clock()
+        cfg = self.config
+        self.rng = economy.generator(cfg.seed)
+        self.policy = make_actor(economy, cfg.network, seed=cfg.seed)
+        self.optimizer = torch.optim.Adam(
+            self.policy.parameters(), lr=cfg.lr, betas=cfg.adam_betas, **_fast_adam(economy.device)
+        )
+        self.residual_options = residual_options(
+            economy, generator=self.rng, nodes=cfg.quadrature_nodes, standardize=cfg.standardize_draw
+        )
+        self.initial_state = economy.initial_state(1, self.rng) if cfg.shared_initial_state else None
+        self.epoch = 0
+        self.step = 0
+        self.converged = False
+        self.diverged = False
+        self.best_val_mse = math.inf
+        self._ends: dict[str, TensorDict] = {}  # last states of the previous simulation (continue_paths)
+        data_policy = lq_data_policy(economy) if cfg.data_policy == "lq" else self.policy
+        self.train_states = self.simulate(data_policy, cfg.train_trajectories, "train")
+        self.val_states = self.simulate(data_policy, cfg.val_trajectories, "val")
+        if cfg.init_level == "data_policy":
+            self._match_level(data_policy)
+        self._stop_clock()
+
+    # ------------------------------------------------------------------ data
+    @torch.no_grad()
+    def simulate(self, policy: Policy, trajectories: int, name: str = "train") -> TensorDict:
+        """States of ``trajectories`` paths of ``horizon`` periods (after ``burn_in``), flat batch [S]."""
+        cfg, eco = self.config, self.economy
+        if cfg.continue_paths and name in self._ends:
+            state = self._ends[name]
+        elif self.initial_state is not None:
+            state = self.initial_state.expand(trajectories).clone()
+        else:
+            state = eco.initial_state(trajectories, self.rng)
+        if cfg.burn_in:
+            state = eco.rollout(policy, state, cfg.burn_in, self.rng)[:, -1]
+        paths = eco.rollout(policy, state, cfg.horizon, self.rng)  # batch [trajectories, horizon + 1]
+        self._ends[name] = paths[:, -1].clone()
+        return paths.reshape(-1)
+
+    @torch.no_grad()
+    def _match_level(self, reference: Policy) -> None:
+        """Shift ρ's output bias so the mean (pre-head) output on the training states equals ``reference``'s."""
+        net = self.policy
+        bias = getattr(net, "rho", [None])[-1].bias if hasattr(net, "rho") else None
+        if bias is None:
+            raise ConfigError("EulerConfig.init_level = 'data_policy' needs a DeepSets policy with an output bias")
+        target, current = reference(self.train_states).mean(), net(self.train_states).mean()
+        if net.config.head == "sigmoid":
+            target, current = torch.logit(target.clamp(1e-6, 1 - 1e-6)), torch.logit(current.clamp(1e-6, 1 - 1e-6))
+        bias += target - current
+
+    # ------------------------------------------------------------------ losses
+    def residual(self, states: TensorDict) -> torch.Tensor:
+        """Euler residuals of the current policy at ``states``, (S, N), differentiable."""
+        return self.economy.euler_residual(self.policy, states, **self.residual_options)
+
+    @torch.no_grad()
+    def mse(self, states: TensorDict) -> float:
+        """Mean squared Euler residual over a state set (chunked; no gradients)."""
+        return float(batched_residual(self.economy, self.policy, states, self.residual_options).square().mean())
+
+    def lr_at(self, epoch: float) -> float:
+        """The learning rate at a (fractional) epoch and the current step (warm-up)."""
+        cfg = self.config
+        if cfg.lr_schedule == "step":
+            lr = cfg.lr * cfg.lr_decay ** math.floor(epoch / cfg.lr_step_epochs)
+        elif cfg.lr_schedule == "cosine":
+            t = min(epoch / cfg.max_epochs, 1.0)
+            lr = cfg.lr * (cfg.lr_min_factor + (1 - cfg.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * t)))
+        else:
+            lr = cfg.lr
+        if cfg.warmup_steps and self.step < cfg.warmup_steps:
+            lr *= (self.step + 1) / cfg.warmup_steps
+        return lr
+
+    # ------------------------------------------------------------------ training
+    def train(
+        self,
+        steps: int | None = None,
+        *,
+        budget: float | None = None,
+        callback: Callback | None = None,
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Run the algorithm until converged, ``max_epochs``, ``steps`` more steps or ``budget`` more seconds.
+
+        Returns the final metrics: ``train_mse`` and ``val_mse`` on the full sets (computed after the clock stops),
+        ``epoch``, ``step``, ``converged``, ``diverged`` (a non-finite validation MSE stopped it), ``wall_time``.
+        """
+        steps, budget = check_budget(steps, budget)
+        cfg, eco = self.config, self.economy
+        n_train = self.train_states.batch_size[0]
+        per_epoch = math.ceil(n_train / cfg.batch_size)
+        total = steps if steps is not None else max(0, (cfg.max_epochs - self.epoch) * per_epoch)
+        deadline = None if budget is None else time.perf_counter() + budget
+        val_every = cfg.val_every or per_epoch
+        done, stop = 0, steps == 0 or (steps is None and (self.converged or self.epoch >= cfg.max_epochs))
+        self._start_clock()
+        while not stop:
+            # --- 1. (re-)simulate the data with the current policy every `resimulate_every` epochs
+            if cfg.resimulate_every and self.epoch > 0 and self.epoch % cfg.resimulate_every == 0 and self._fresh_epoch:
+                self.train_states = self.simulate(self.policy, cfg.train_trajectories, "train")
+                self.val_states = self.simulate(self.policy, cfg.val_trajectories, "val")
+                n_train = self.train_states.batch_size[0]
+            self._fresh_epoch = False
+            shuffled = self.train_states[torch.randperm(n_train, generator=self.rng, device=eco.device)]
+            epoch_loss, batches = 0.0, 0
+            for start in range(0, n_train, cfg.batch_size):
+                # --- 2. loss = mean squared Euler residual on a minibatch
+                lr = self.lr_at(self.epoch + start / n_train)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+                loss = self.residual(shuffled[start : start + cfg.batch_size]).square().mean()
+                # --- 3. Adam step
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+                self.optimizer.step()
+                self.step += 1
+                done += 1
+                epoch_loss += loss.detach()
+                batches += 1
+                # --- 4. validation and early stopping
+                end_of_epoch = start + cfg.batch_size >= n_train
+                if self.step % val_every == 0 or end_of_epoch:
+                    self.val_mse = self.mse(self.val_states)
+                    self.best_val_mse = min(self.best_val_mse, self.val_mse)
+                    if self.val_mse < cfg.val_threshold:
+                        self.converged = True
+                    elif not math.isfinite(self.val_mse):
+                        self.diverged = True  # as the published early stopping's check_finite
+                if progress is not None:
+                    progress(done, total)
+                out_of_time = deadline is not None and time.perf_counter() >= deadline
+                if self.converged or self.diverged or out_of_time or (steps is not None and done >= steps):
+                    stop = True
+                    break
+            if end_of_epoch:
+                self.epoch += 1
+                self._fresh_epoch = True
+                if steps is None and self.epoch >= cfg.max_epochs:
+                    stop = True
+            metrics = {
+                "epoch": self.epoch, "step": self.step, "lr": lr, "train_loss": float(epoch_loss) / max(batches, 1),
+                "val_mse": self.val_mse, "best_val_mse": self.best_val_mse, "converged": self.converged,
+                "diverged": self.diverged, "wall_time": self._elapsed(),
+            }
+            if self._log(metrics, callback):
+                stop = True
+        self._stop_clock()
+        final = dict(self.metrics)
+        final.update(train_mse=self.mse(self.train_states), val_mse=self.mse(self.val_states),
+                     wall_time=self.wall_time, cpu_time=self.cpu_time)
+        self.metrics = final
+        return final
+
+    _fresh_epoch = True
+    val_mse = math.nan
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd.update(
+            optimizer=self.optimizer.state_dict(), epoch=self.epoch, step=self.step, converged=self.converged,
+            diverged=self.diverged,
+            best_val_mse=self.best_val_mse, rng=self.rng.get_state(), train_states=self.train_states.to_dict(),
+            val_states=self.val_states.to_dict(), residual_options=dict(self.residual_options),
+            initial_state=None if self.initial_state is None else self.initial_state.to_dict(),
+        )
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        # deep copy: Optimizer.load_state_dict keeps the given tensors, which would alias another solver's state
+        self.optimizer.load_state_dict(copy.deepcopy(state_dict["optimizer"]))
+        self.epoch, self.step = int(state_dict["epoch"]), int(state_dict["step"])
+        self.converged = bool(state_dict["converged"])
+        self.diverged = bool(state_dict.get("diverged", False))
+        self.best_val_mse = float(state_dict["best_val_mse"])
+        self.rng.set_state(state_dict["rng"])
+        self.train_states = _flat_tensordict(state_dict["train_states"])
+        self.val_states = _flat_tensordict(state_dict["val_states"])
+        self.residual_options = dict(state_dict["residual_options"])
+        init = state_dict.get("initial_state")
+        self.initial_state = None if init is None else _flat_tensordict(init)
+        self._fresh_epoch = True
+
+
+def _fast_adam(device: torch.device) -> dict[str, bool]:
+    """Adam's fused kernel (one op for all parameters) where this torch build has it, else the foreach one."""
+    try:
+        torch.optim.Adam([torch.zeros(1, device=device, requires_grad=True)], fused=True)
+        return {"fused": True}
+    except (RuntimeError, TypeError, ValueError):
+        return {"foreach": True}
+
+
+def _flat_tensordict(data: Mapping[str, torch.Tensor]) -> TensorDict:
+    first = next(iter(data.values()))
+    return TensorDict(dict(data), batch_size=first.shape[:1])
+
+
+def _krusell_smith_defaults(economy: Economy) -> EulerConfig:
+    """Krusell–Smith: a sigmoid consumption-share network on (k/k_ss, e, z, K/k_ss) whose output starts at the
+    steady-state share; 64 economies simulated under the current policy, continued every epoch."""
+    p = economy.params
+    state = economy.initial_state(1, economy.generator(0))
+    cash = economy.cash_on_hand(state)
+    saved = float((state["k"] / cash).mean())  # k' = k at the steady state: the share saved
+    share = 1.0 - saved if p.action == "consumption_share" else saved
+    network = DeepSetsConfig(
+        phi="identity", rho_widths=(64, 64), activation="tanh", hidden_bias=True, head="sigmoid",
+        output_bias_init=math.log(share / (1.0 - share)),
+    )
+    return EulerConfig(
+        network=network, train_trajectories=64, val_trajectories=16, horizon=16, burn_in=0,
+        shared_initial_state=False, data_policy="current", resimulate_every=1, continue_paths=True,
+        lr=1e-3, batch_size=64, max_epochs=50, lr_schedule="constant", val_threshold=0.0,
+    )

@@ -1,0 +1,153 @@
+"""The Euler-residual solver: a fast linear-model solve against the exact LQ policy, a Krusell–Smith solve, and the
+Solver interface (config validation, registry, hooks, budgets, checkpoints)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+import agents
+import hetagents_env
+from agents.config import ConfigError
+from agents.evaluate import lq_errors
+from agents.solvers import EulerConfig, EulerSolver, list_solvers, make_solver
+
+#: the benchmark's φ(Identity) recipe: ρ with zero-initialised hidden biases, the output level started at the data
+#: policy's mean action, validation every 32 steps, a 2e-7 stopping threshold
+FAST_IDENTITY = {
+    "network": {"phi": "identity", "hidden_bias": True, "bias_init": "zeros"},
+    "init_level": "data_policy",
+    "lr": 1e-3,
+    "val_every": 32,
+    "val_threshold": 2e-7,
+}
+
+
+def investment(n: int = 128, **params):
+    return hetagents_env.make_economy("Investment-v0", n_agents=n, **params)
+
+
+def small_ks(n: int = 16):
+    return hetagents_env.make_economy("KrusellSmith-v0", n_agents=n)
+
+
+def test_identity_solve_of_the_linear_model_is_accurate_within_seconds():
+    economy = investment()
+    solver = make_solver("euler", economy, {**FAST_IDENTITY, "seed": 0})
+    start = time.perf_counter()
+    metrics = solver.train()
+    elapsed = time.perf_counter() - start
+    errors = lq_errors(solver.policy, economy, solver.val_states)
+    assert errors["rel"] < 5e-3, f"relative error {errors['rel']:.2%} after {solver.epoch} epochs"
+    assert metrics["val_mse"] < 1e-6
+    assert elapsed < 20.0  # a few seconds on a laptop core; generous for shared CI machines
+    # the judge on fresh test paths from the run's X_0 agrees
+    result = agents.evaluate_solver(solver, initial_state="solver", trajectories=8)
+    assert result.lq_rel_error < 5e-3 and result.euler_mse < 1e-5
+
+
+def test_lq_data_policy_is_an_exact_zero_of_the_training_loss():
+    economy = investment(64, dtype=torch.float64)
+    solver = make_solver("euler", economy, {"network": {"phi": "identity"}, "seed": 1})
+    eps = economy.euler_residual(economy.lq_policy, solver.train_states, **solver.residual_options)
+    assert float(eps.abs().max()) < 1e-12
+
+
+def test_krusell_smith_solve_lowers_the_residual():
+    economy = small_ks()
+    solver = make_solver("euler", economy, {"seed": 0, "train_trajectories": 8, "val_trajectories": 4,
+                                            "horizon": 8, "batch_size": 16})
+    fixed = solver.val_states.clone()
+    before = solver.mse(fixed)
+    solver.train(steps=25)
+    after = solver.mse(fixed)
+    assert after < 0.5 * before, (before, after)
+    assert solver.step == 25
+
+
+def test_nonlinear_model_uses_the_linear_lq_data_and_resimulates():
+    economy = investment(16, nu=1.5)
+    solver = make_solver("euler", economy, {"network": {"phi": "identity"}, "train_trajectories": 2,
+                                            "val_trajectories": 1, "horizon": 7, "max_epochs": 2, "seed": 0})
+    assert solver.config.resimulate_every == 5  # the default for ν ≠ 1
+    first = solver.train_states["x"].clone()
+    solver.config = solver.config.replace(resimulate_every=1)
+    solver.train()
+    assert solver.epoch == 2
+    assert not torch.equal(first, solver.train_states["x"])  # re-simulated with the network at epoch 1
+
+
+# ---------------------------------------------------------------------------------------------- interface
+def test_registry_and_unknown_names():
+    assert "euler" in list_solvers()
+    assert isinstance(agents.make_solver("euler", investment(8), {"horizon": 3}), EulerSolver)
+    with pytest.raises(ValueError, match="unknown solver 'nope'"):
+        make_solver("nope", investment(8))
+
+
+@pytest.mark.parametrize(
+    "bad, words",
+    [
+        ({"learning_rate": 1e-3}, "unknown key 'learning_rate'"),
+        ({"network": {"phi_width": 3}}, "unknown key 'phi_width' in DeepSetsConfig"),
+        ({"lr": -1.0}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"data_policy": "random"}, "data_policy"),
+        ({"lr_schedule": "cosine", "lr_min_factor": 1.0}, "lr_min_factor"),
+    ],
+)
+def test_bad_config_raises_naming_the_key(bad, words):
+    with pytest.raises(ConfigError, match=words):
+        make_solver("euler", investment(8), bad)
+
+
+def test_lq_data_needs_an_lq_economy():
+    with pytest.raises(ConfigError, match="data_policy"):
+        make_solver("euler", small_ks(), {"data_policy": "lq", "horizon": 2})
+
+
+def test_economy_defaults_and_overrides():
+    ks = small_ks()
+    default = EulerSolver.default_config(ks)
+    solver = make_solver("euler", ks, {"lr": 5e-4, "horizon": 2, "train_trajectories": 2, "val_trajectories": 1})
+    assert solver.config.lr == 5e-4
+    assert solver.config.network == default.network  # nested defaults kept when not overridden
+    assert solver.config.network.head == "sigmoid"
+    cfg = EulerConfig.from_dict({"network": {"phi": "moments"}})
+    assert cfg.network.phi == "moments" and cfg.network.rho_widths == (128, 128, 128, 128)
+
+
+def test_callback_progress_steps_and_budget():
+    solver = make_solver("euler", investment(16), {"network": {"phi": "identity"}, "horizon": 7, "seed": 0,
+                                                   "batch_size": 8, "val_threshold": 0.0})
+    seen, ticks = [], []
+    solver.train(steps=5, callback=seen.append, progress=lambda done, total: ticks.append((done, total)))
+    assert solver.step == 5 and ticks[-1] == (5, 5) and seen and seen[-1]["step"] == 5
+    # a callback returning True stops at the next logging point (the end of an epoch)
+    solver.train(callback=lambda m: True)
+    assert solver.history[-1]["epoch"] == solver.epoch
+    t0 = solver.wall_time
+    solver.train(budget=0.2)
+    assert solver.wall_time - t0 < 5.0
+    with pytest.raises(ValueError, match="steps"):
+        solver.train(steps=-1)
+
+
+def test_state_dict_round_trip():
+    economy = investment(16)
+    config = {"network": {"phi": "moments", "rho_widths": (16,)}, "horizon": 7, "seed": 3, "batch_size": 8}
+    a = make_solver("euler", economy, config)
+    a.train(steps=4)
+    b = make_solver("euler", economy, {**config, "seed": 4})
+    b.load_state_dict(a.state_dict())
+    states = a.val_states
+    with torch.no_grad():
+        torch.testing.assert_close(a.policy(states), b.policy(states))
+    assert b.step == a.step and torch.equal(a.train_states["x"], b.train_states["x"])
+    # both continue identically
+    a.train(steps=2)
+    b.train(steps=2)
+    with torch.no_grad():
+        torch.testing.assert_close(a.policy(states), b.policy(states))

@@ -1,0 +1,492 @@
+"""Experiment configs: one YAML file per experiment, validated before anything runs.
+
+A config has five sections (see ``configs/*.yaml``)::
+
+    env:     {id: Investment-v0, n_agents: 128, params: {nu: 1.0}}      # the economy
+    solver:  {name: euler, lr: 1.0e-3, network: {phi: mlp}}           # the solver and its hyper-parameters
+    eval:    {trajectories: 32, horizon: 63, seed: 2024}                # the judge's settings
+    logger:  {mode: null, project: hetagents, every: 1}                 # Weights & Biases, metrics.jsonl, progress bar
+    run:     {seed: 0, device: cpu, dtype: float32, threads: 1, output_dir: runs, steps: null, budget: null}
+
+Validation, all before any economy is simulated or any network trained:
+
+* ``env``, ``eval``, ``logger`` and ``run`` against OmegaConf structured configs (the dataclasses below): an unknown
+  key or a value of the wrong type is an error naming the dotted key and the file;
+* ``env.params`` against the economy's own parameter dataclass (unknown name, out-of-range value);
+* ``solver`` against the registered solver's :class:`agents.config.Config` subclass, on top of the solver's
+  defaults for this economy: an unknown (nested) key or a bad value is an error naming ``solver.<dotted key>`` and
+  the file; an unknown ``solver.name`` lists the registered solvers.
+
+``key=value`` overrides (dotted, YAML-typed values: ``solver.lr=1e-4 env.n_agents=512 run.steps=null``) are
+applied on top of the file and validated the same way; their errors name the override.
+
+>>> exp = load_experiment("configs/investment_linear_euler_relu.yaml", ["solver.lr=5e-4"])
+>>> exp.solver_config.lr, exp.economy().n_agents
+(0.0005, 128)
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import enum
+import inspect
+import os
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import torch
+import yaml
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+__all__ = [
+    "ConfigFileError",
+    "EnvSection",
+    "EvalSection",
+    "Experiment",
+    "ExperimentSchema",
+    "LoggerSection",
+    "RunSection",
+    "dump_yaml",
+    "load_experiment",
+    "parse_overrides",
+]
+
+
+class ConfigFileError(ValueError):
+    """A bad experiment config; ``str(err)`` is one line naming the file and the dotted key."""
+
+    def __init__(self, source: str, key: str | None, message: str) -> None:
+        self.source, self.key, self.message = source, key, message
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {message}")
+
+
+# ---------------------------------------------------------------------------------------------- the schema
+class WandbMode(enum.Enum):
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+class DType(enum.Enum):
+    float32 = "float32"
+    float64 = "float64"
+
+
+class InitialState(enum.Enum):
+    judge = "judge"
+    solver = "solver"
+
+
+@dataclasses.dataclass
+class EnvSection:
+    """The economy: ``hetagents_env.make_economy(id, n_agents=..., **params)``."""
+
+    id: str = MISSING
+    n_agents: Optional[int] = None
+    """agents per economy (None: the economy's published default)"""
+    params: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    """the economy's parameters (validated by its Params dataclass), e.g. {nu: 1.5}"""
+
+
+@dataclasses.dataclass
+class EvalSection:
+    """The judge (:func:`agents.evaluate.evaluate_solver`) after training."""
+
+    enabled: bool = True
+    trajectories: int = 32
+    """test paths"""
+    horizon: int = 63
+    """periods per test path (horizon + 1 states)"""
+    seed: int = 2024
+    """seed of the judge's common random numbers (initial state, shocks, idiosyncratic draw)"""
+    burn_in: int = 0
+    """periods simulated and dropped before the test paths (towards the ergodic set)"""
+    nodes: int = 7
+    """Gauss–Hermite nodes of the investment economy's residual"""
+    band: List[float] = dataclasses.field(default_factory=lambda: [2.5, 97.5])
+    """percentile band of the Euler-residual figure"""
+    initial_state: InitialState = InitialState.judge
+    """judge: the judge's own draw (common to all solvers); solver: the run's own X_0 (published protocol)"""
+    options: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    """further keyword arguments of agents.evaluate.evaluate (checked against its signature)"""
+
+
+@dataclasses.dataclass
+class LoggerSection:
+    """Weights & Biases, metrics.jsonl and the progress bar."""
+
+    mode: Optional[WandbMode] = None
+    """online / offline / disabled; null: $WANDB_MODE, else online with a W&B account configured, else offline"""
+    project: str = "hetagents"
+    entity: Optional[str] = None
+    group: Optional[str] = None
+    tags: List[str] = dataclasses.field(default_factory=list)
+    name: Optional[str] = None
+    """W&B run name (null: the run directory's name)"""
+    every: int = 1
+    """log every k-th of the solver's logging points (and always the last)"""
+    progress: bool = True
+    """tqdm progress bar on stderr"""
+    figures: bool = True
+    """write (and log) the figures"""
+
+
+@dataclasses.dataclass
+class RunSection:
+    """Seeds, device, threads, where to write, when to checkpoint, how long to train."""
+
+    seed: int = 0
+    """global seed (torch, numpy, random); also the solver's ``seed`` unless the solver section sets one"""
+    device: str = "cpu"
+    """cpu, cuda, cuda:1, ... or auto (cuda when available)"""
+    dtype: DType = DType.float32
+    threads: int = 1
+    """torch intra-op threads (1 is fastest for small ops on busy machines)"""
+    output_dir: str = "runs"
+    name: Optional[str] = None
+    """run directory name under output_dir (null: <config name>-<timestamp>)"""
+    checkpoint_every: int = 0
+    """write a checkpoint at the first logging point at least this many steps after the previous one (0: only at
+    the end)"""
+    keep_checkpoints: int = 2
+    """periodic checkpoints kept (the newest ones)"""
+    steps: Optional[int] = None
+    """total training steps (null: the solver's own stopping rule)"""
+    budget: Optional[float] = None
+    """total training wall time in seconds (null: none)"""
+    require_convergence: bool = True
+    """a solver that reports ``converged = False`` at the end makes the run fail (exit code 4)"""
+
+
+@dataclasses.dataclass
+class ExperimentSchema:
+    description: str = ""
+    env: EnvSection = dataclasses.field(default_factory=EnvSection)
+    solver: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    eval: EvalSection = dataclasses.field(default_factory=EvalSection)
+    logger: LoggerSection = dataclasses.field(default_factory=LoggerSection)
+    run: RunSection = dataclasses.field(default_factory=RunSection)
+
+
+#: (dotted key, minimum) of the integer/real fields that need a range
+_MINIMA = {
+    "env.n_agents": 1, "eval.trajectories": 1, "eval.horizon": 0, "eval.burn_in": 0, "eval.nodes": 1,
+    "logger.every": 1, "run.threads": 1, "run.checkpoint_every": 0, "run.keep_checkpoints": 1, "run.steps": 0,
+}
+
+
+# ---------------------------------------------------------------------------------------------- overrides
+def parse_overrides(overrides: Sequence[str]) -> list[tuple[str, str, Any]]:
+    """``["a.b=1e-4", ...]`` -> ``[(text, "a.b", 0.0001), ...]`` with YAML-typed values (OmegaConf's loader)."""
+    parsed = []
+    for text in overrides:
+        key, sep, value = text.partition("=")
+        key = key.strip()
+        if not sep or not key or any(not part.isidentifier() for part in key.split(".")):
+            raise ConfigFileError("command line", None, f"bad override {text!r}: expected dotted.key=value")
+        try:
+            parsed.append((text, key, OmegaConf.select(OmegaConf.from_dotlist([f"{key}={value}"]), key)))
+        except OmegaConfBaseException as err:
+            raise ConfigFileError("command line", key, f"bad override {text!r}: {_first_line(err)}") from None
+    return parsed
+
+
+# ---------------------------------------------------------------------------------------------- the experiment
+@dataclasses.dataclass
+class Experiment:
+    """A validated experiment: typed sections, the solver's Config, and where it came from."""
+
+    path: str
+    """the YAML file (or "<dict>")"""
+    overrides: tuple[str, ...]
+    env: EnvSection
+    eval: EvalSection
+    logger: LoggerSection
+    run: RunSection
+    solver_name: str
+    solver_config: Any
+    """the solver's :class:`agents.config.Config` instance (defaults for this economy + the file's values)"""
+    description: str = ""
+    solver_section: dict = dataclasses.field(default_factory=dict)
+    """the solver section as written (without ``name``)"""
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).stem if self.path != "<dict>" else "experiment"
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return {"float32": torch.float32, "float64": torch.float64}[self.run.dtype.value]
+
+    @property
+    def device(self) -> torch.device:
+        return resolve_device(self.run.device)
+
+    def economy(self):
+        """A fresh economy of the config (pure functions; nothing is simulated)."""
+        import hetagents_env
+
+        return hetagents_env.make_economy(
+            self.env.id, n_agents=self.env.n_agents, device=self.device, dtype=self.dtype, **self.env.params
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fully resolved config: every section with every value (the solver's defaults filled in)."""
+        import hetagents_env
+
+        env = _plain(self.env)
+        env["params"] = _plain(hetagents_env.economy_class(self.env.id).Params.from_kwargs(**self.env.params).to_dict())
+        solver = self.solver_config.to_dict() if self.solver_config is not None else dict(self.solver_section)
+        sections = {
+            "env": env, "solver": {"name": self.solver_name, **solver},
+            "eval": _plain(self.eval), "logger": _plain(self.logger), "run": _plain(self.run),
+        }
+        return {"description": self.description, **sections}
+
+    def to_yaml(self) -> str:
+        return dump_yaml(self.to_dict())
+
+    def evaluate_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of :func:`agents.evaluate.evaluate_solver` from the eval section."""
+        e = self.eval
+        return dict(
+            initial_state=e.initial_state.value, trajectories=e.trajectories, horizon=e.horizon, seed=e.seed,
+            burn_in=e.burn_in, nodes=e.nodes, band=tuple(e.band), **e.options,
+        )
+
+
+def load_experiment(
+    source: str | os.PathLike | Mapping[str, Any], overrides: Sequence[str] = (), *, check_solver: bool = True
+) -> Experiment:
+    """Read, merge, resolve and validate a config; raises :class:`ConfigFileError` (one line, key and file).
+
+    ``source`` is a YAML path or an already-parsed mapping. ``check_solver=False`` validates only the top-level
+    sections and ``env`` (for configs of solvers that are not registered yet).
+    """
+    name, raw = _read(source)
+    schema = OmegaConf.structured(ExperimentSchema)
+    try:
+        cfg = OmegaConf.merge(schema, raw)
+    except OmegaConfBaseException as err:
+        raise ConfigFileError(name, _full_key(err), _first_line(err)) from None
+    for text, key, value in parse_overrides(overrides):
+        try:
+            if key.startswith("solver.") or key == "solver":
+                OmegaConf.update(cfg, key, value, merge=True, force_add=True)
+            else:
+                OmegaConf.update(cfg, key, value, merge=True)
+        except OmegaConfBaseException as err:
+            raise ConfigFileError(name, _full_key(err) or key, f"override {text!r}: {_first_line(err)}") from None
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True, enum_to_str=False)
+        typed = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigFileError(name, _full_key(err), _first_line(err)) from None
+    try:
+        _check_ranges(name, typed)
+        _check_env(name, typed.env)
+        _check_eval_options(name, typed.eval.options)
+        device = _check_device(name, typed.run.device)
+        solver_section = dict(data.get("solver") or {})
+        solver_name = solver_section.pop("name", None)
+        if not isinstance(solver_name, str) or not solver_name:
+            raise ConfigFileError(name, "solver.name", "missing: the solver's registry name (e.g. euler)")
+        exp = Experiment(
+            path=name, overrides=tuple(overrides), env=typed.env, eval=typed.eval, logger=typed.logger,
+            run=typed.run, solver_name=solver_name, solver_config=None, description=typed.description,
+            solver_section=solver_section,
+        )
+        if check_solver:
+            exp.solver_config = _check_solver(name, exp, solver_name, solver_section, device)
+    except ConfigFileError as err:
+        origin = _override_of(err.key, overrides)
+        if origin is None:
+            raise
+        raise ConfigFileError(err.source, err.key, f"{err.message} (from override {origin!r})") from None
+    return exp
+
+
+def _override_of(key: str | None, overrides: Sequence[str]) -> str | None:
+    """The last override that set ``key`` or one of its parents / children."""
+    if not key:
+        return None
+    for text in reversed(overrides):
+        k = text.partition("=")[0].strip()
+        if k == key or key.startswith(k + ".") or k.startswith(key + "."):
+            return text
+    return None
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+# ---------------------------------------------------------------------------------------------- checks
+def _read(source) -> tuple[str, Any]:
+    if isinstance(source, Mapping):
+        return "<dict>", OmegaConf.create(copy.deepcopy(dict(source)))
+    name = str(source)
+    path = Path(source)
+    if not path.is_file():
+        raise ConfigFileError(name, None, "no such config file")
+    try:
+        raw = OmegaConf.load(path)
+    except (yaml.YAMLError, OmegaConfBaseException) as err:
+        raise ConfigFileError(name, None, f"invalid YAML: {_first_line(err)}") from None
+    if not isinstance(raw, DictConfig):
+        raise ConfigFileError(name, None, "the top level must be a mapping of sections "
+                                          "(env, solver, eval, logger, run)")
+    return name, raw
+
+
+def _check_ranges(name: str, typed: ExperimentSchema) -> None:
+    for key, minimum in _MINIMA.items():
+        section, field = key.split(".")
+        value = getattr(getattr(typed, section), field)
+        if value is not None and value < minimum:
+            raise ConfigFileError(name, key, f"{value!r} is out of range: allowed integers >= {minimum}")
+    if typed.run.budget is not None and not typed.run.budget > 0:
+        raise ConfigFileError(name, "run.budget", f"{typed.run.budget!r} must be a positive number of seconds")
+    band = typed.eval.band
+    if len(band) != 2 or not 0 <= band[0] < band[1] <= 100:
+        raise ConfigFileError(name, "eval.band", f"{band!r} must be two percentiles 0 <= lo < hi <= 100")
+
+
+def _check_env(name: str, env: EnvSection) -> None:
+    import hetagents_env
+
+    try:
+        cls = hetagents_env.economy_class(env.id)
+    except ValueError as err:
+        raise ConfigFileError(name, "env.id", str(err)) from None
+    try:
+        cls.Params.from_kwargs(**env.params)
+    except TypeError as err:
+        raise ConfigFileError(name, "env.params", str(err)) from None
+    except ValueError as err:
+        key = next((f"env.params.{k}" for k in env.params if repr(k) in str(err)), "env.params")
+        raise ConfigFileError(name, key, str(err)) from None
+
+
+def _check_eval_options(name: str, options: Mapping[str, Any]) -> None:
+    from agents.evaluate import evaluate
+
+    known = set(inspect.signature(evaluate).parameters) - {"policy", "economy"}
+    reserved = {f.name for f in dataclasses.fields(EvalSection)} | {"wall_time", "n_params", "solver",
+                                                                    "train_metrics", "config"}
+    for key in options:
+        if key not in known or key in reserved:
+            allowed = ", ".join(sorted(known - reserved)) or "none"
+            raise ConfigFileError(name, f"eval.options.{key}", f"not an extra option of the judge (allowed: {allowed})")
+
+
+def _check_device(name: str, device: str) -> torch.device:
+    try:
+        dev = resolve_device(device)
+    except RuntimeError as err:
+        raise ConfigFileError(name, "run.device", f"{device!r}: {err}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigFileError(name, "run.device", f"{device!r}: CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ConfigFileError(name, "run.device", f"{device!r}: use cpu, cuda, cuda:<index> or auto")
+    return dev
+
+
+def _check_solver(name: str, exp: Experiment, solver_name: str, section: dict[str, Any], device) -> Any:
+    from agents.config import ConfigError
+    from agents.solvers import SOLVERS, list_solvers
+
+    cls = SOLVERS.get(solver_name)
+    if cls is None:
+        known = ", ".join(list_solvers())
+        raise ConfigFileError(name, "solver.name", f"unknown solver {solver_name!r}; known: {known}")
+    section = dict(section)
+    if "seed" in cls.Config.keys() and "seed" not in section:
+        section["seed"] = exp.run.seed
+    try:
+        economy = exp.economy()
+    except (TypeError, ValueError) as err:
+        raise ConfigFileError(name, "env", str(err)) from None
+    try:
+        base = cls.default_config(economy)
+    except ConfigError as err:
+        raise ConfigFileError(name, "solver", str(err)) from None
+    try:
+        return cls.Config.build(section, base=base)
+    except ConfigError as err:
+        key = _bad_key(cls.Config, section, base)
+        raise ConfigFileError(name, f"solver.{key}" if key else "solver", str(err)) from None
+
+
+def _bad_key(cls, mapping: Mapping[str, Any], base) -> str | None:
+    """The dotted key of ``mapping`` that makes ``cls.build(mapping, base=base)`` fail (None: a cross-field error)."""
+    from agents.config import Config, ConfigError
+
+    known = cls.keys()
+    for key in mapping:
+        if key not in known:
+            return str(key)
+    hints = typing.get_type_hints(cls)
+    for key, value in mapping.items():
+        nested = next((a for a in (hints[key], *typing.get_args(hints[key]))
+                       if isinstance(a, type) and issubclass(a, Config)), None)
+        if nested is not None and isinstance(value, Mapping):
+            current = getattr(base, key)
+            sub = _bad_key(nested, value, current if isinstance(current, nested) else nested())
+            if sub is not None:
+                return f"{key}.{sub}"
+        try:
+            cls.build({key: value}, base=base)
+        except ConfigError:
+            return str(key)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _full_key(err: Exception) -> str | None:
+    key = getattr(err, "full_key", None)
+    return str(key) if key else None
+
+
+def _first_line(err: Exception) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        return value.value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block mappings; lists of scalars on one line."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(not isinstance(v, (list, dict)) for v in data) or all(
+        isinstance(v, list) and all(not isinstance(x, (list, dict)) for x in v) for v in data
+    )
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow and all(
+        not isinstance(v, list) for v in data))
+
+
+_Dumper.add_representer(list, _represent_list)
+
+
+def dump_yaml(data: Mapping[str, Any]) -> str:
+    """Block-style YAML that reads back to the same values (tuples as lists, order kept)."""
+    return yaml.dump(_plain(data), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)

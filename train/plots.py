@@ -1,0 +1,371 @@
+"""The papers' figures for any run, drawn with matplotlib's object API on the Agg canvas (no display, no pyplot).
+
+Per run (:func:`run_figures`):
+
+* ``euler_residuals.png`` — the Euler residual's mean and 2.5 / 97.5 % band over t along the judge's test paths,
+  and its per-period MSE (Kahou et al.'s figures);
+* ``policy_vs_lq.png`` — the policy along test paths against the exact LQ policy (investment economy, ν = 1);
+* ``aggregate_paths.png`` — aggregate capital (and the other aggregates) along the test paths;
+* ``wealth_distribution.png`` — the cross-section of capital at the end of the test paths (Krusell–Smith);
+* ``phi_basis.png`` — the learned generalized-moment basis φ(k) of a DeepSets φ-MLP (DeepHAM's interpretation
+  figure; any module with a ``phi`` sub-module mapping (B, N, F) -> (B, L) by a mean over agents);
+* ``learning_curves.png`` — the solver's loss-like metrics over training steps.
+
+For comparisons (:mod:`train.compare`): :func:`overlay_euler_residuals`, :func:`overlay_learning_curves`,
+:func:`overlay_paths`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+__all__ = [
+    "aggregate_paths_figure",
+    "capital_key",
+    "euler_residuals_figure",
+    "learning_curves_figure",
+    "loss_keys",
+    "overlay_euler_residuals",
+    "overlay_learning_curves",
+    "overlay_paths",
+    "phi_basis",
+    "phi_basis_figure",
+    "policy_vs_lq_figure",
+    "run_figures",
+    "test_paths",
+    "wealth_distribution_figure",
+]
+
+_LOSSY = re.compile(r"(loss|objective|mse|change|error|residual)", re.IGNORECASE)
+DPI = 110
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def _auto_scale(ax, arrays: Sequence[Any]) -> None:
+    """Log (positive data) or symlog y-axis when the series span more than two orders of magnitude, so that one
+    exploding series does not flatten the others."""
+    values = np.concatenate([np.asarray(a, dtype=float).ravel() for a in arrays]) if arrays else np.array([])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return
+    mags = np.abs(values[values != 0])
+    if mags.size == 0 or mags.max() / max(np.median(mags), 1e-300) < 100:
+        return
+    if (values > 0).all():
+        ax.set_yscale("log")
+    else:
+        ax.set_yscale("symlog", linthresh=float(np.median(mags)))
+
+
+def capital_key(aggregates: Sequence[str]) -> str | None:
+    """The aggregate that is 'capital' in an economy's ``aggregates()`` (K, mean_x, ...)."""
+    for key in ("K", "mean_k", "mean_x"):
+        if key in aggregates:
+            return key
+    return next(iter(aggregates), None)
+
+
+def loss_keys(history: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Loss-like numeric metrics of a history (loss, objective, MSE, change, error, residual), first-seen order."""
+    keys: dict[str, None] = {}
+    for record in history:
+        for key, value in record.items():
+            if _LOSSY.search(key) and isinstance(value, (int, float)) and not isinstance(value, bool):
+                keys.setdefault(key)
+    return list(keys)
+
+
+def _x_of(history: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, str]:
+    for key in ("step", "iteration", "epoch"):
+        if history and all(key in r for r in history):
+            return np.array([r[key] for r in history], dtype=float), key
+    return np.arange(1, len(history) + 1, dtype=float), "logging point"
+
+
+# ---------------------------------------------------------------------------------------------- test paths
+@torch.no_grad()
+def test_paths(solver, *, trajectories: int = 8, horizon: int = 63, seed: int = 2024, burn_in: int = 0,
+               initial_state: str = "judge"):
+    """Test paths of ``solver.policy`` (batch [trajectories, horizon + 1]) on the judge's conventions: the initial
+    state from ``seed + 1`` (or the solver's own), the shocks from ``seed + 2``."""
+    from agents.evaluate import simulate_paths
+
+    economy = solver.economy
+    start = getattr(solver, "initial_state", None) if initial_state == "solver" else None
+    if start is None:
+        start = economy.initial_state(1, economy.generator(seed + 1))
+    policy = solver.policy
+    was_training = isinstance(policy, nn.Module) and policy.training
+    if isinstance(policy, nn.Module):
+        policy.eval()
+    try:
+        return simulate_paths(policy, economy, trajectories=trajectories, horizon=horizon, initial_state=start,
+                              generator=economy.generator(seed + 2), burn_in=burn_in)
+    finally:
+        if was_training:
+            policy.train()
+
+
+# ---------------------------------------------------------------------------------------------- single runs
+def euler_residuals_figure(result, path: str | os.PathLike, title: str | None = None) -> Path:
+    """Mean Euler residual and its percentile band over t (left), per-period MSE (right) from an EvaluationResult."""
+    by = result.euler_by_period
+    t = np.asarray(by["t"])
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    lo, hi = result.band
+    ax.fill_between(t, by["lo"], by["hi"], alpha=0.3, label=f"{lo:g}–{hi:g} %")
+    ax.plot(t, by["mean"], lw=1.8, label="mean")
+    ax.axhline(0.0, color="k", lw=0.6)
+    ax.set(xlabel="t", ylabel="Euler residual ε", title="residual along test paths")
+    ax.legend(frameon=False)
+    mse = np.asarray(by["mse"], dtype=float)
+    ax2.semilogy(t, np.where(mse > 0, mse, np.nan), lw=1.5)
+    ax2.set(xlabel="t", ylabel="mean ε²", title=f"MSE per period (overall {result.euler_mse:.2e})")
+    fig.suptitle(title or f"{result.solver or 'policy'} on {result.economy} (N = {result.n_agents}, "
+                 f"{result.trajectories} test paths)")
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def policy_vs_lq_figure(paths, policy, economy, path: str | os.PathLike, n_paths: int = 4) -> Path | None:
+    """The policy's mean action along ``n_paths`` test paths against the exact LQ policy (None: no LQ solution)."""
+    if not hasattr(economy, "lq_policy") or getattr(economy.params, "nu", 1.0) != 1.0:
+        return None
+    n = min(n_paths, paths.batch_size[0])
+    sub = paths[:n]
+    flat = sub.reshape(-1)
+    u = policy(flat).double().mean(-1).reshape(n, -1).cpu().numpy()
+    ref = economy.lq_policy(flat).double().mean(-1).reshape(n, -1).cpu().numpy()
+    t = np.arange(u.shape[1])
+    fig = Figure(figsize=(10, 3.6), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    for i in range(n):
+        line = ax.plot(t, u[i], lw=1.6, label="learned" if i == 0 else None)[0]
+        ax.plot(t, ref[i], ls="--", color=line.get_color(), lw=1.0, label="LQ (exact)" if i == 0 else None)
+        ax2.semilogy(t, np.abs(u[i] - ref[i]) + 1e-16, color=line.get_color(), lw=1.2)
+    ax.set(xlabel="t", ylabel="u(X_t)", title=f"policy along {n} test paths")
+    ax.legend(frameon=False)
+    ax2.set(xlabel="t", ylabel="|u − u_LQ|", title="error against the LQ policy")
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def aggregate_paths_figure(paths, economy, path: str | os.PathLike, max_panels: int = 4, n_paths: int = 8) -> Path:
+    """Aggregates (capital first) along the test paths: thin lines per path, the mean over paths thick."""
+    aggs = {k: v.double().cpu().numpy() for k, v in economy.aggregates(paths.reshape(-1)).items()}
+    b = paths.batch_size[0]
+    aggs = {k: v.reshape(b, -1) for k, v in aggs.items()}
+    first = capital_key(list(aggs))
+    keys = [first] + [k for k in aggs if k != first and k != "z"]
+    keys = keys[:max_panels]
+    fig = Figure(figsize=(3.6 * len(keys), 3.4), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(keys)))
+    for ax, key in zip(axes, keys):
+        v = aggs[key]
+        t = np.arange(v.shape[1])
+        for i in range(min(n_paths, b)):
+            ax.plot(t, v[i], lw=0.7, alpha=0.5)
+        ax.plot(t, v.mean(0), color="k", lw=2.0, label="mean over paths")
+        ax.set(xlabel="t", title=key)
+    axes[0].legend(frameon=False)
+    fig.suptitle(f"{economy.env_id}: aggregates along {b} test paths")
+    return _save(fig, path)
+
+
+@torch.no_grad()
+def wealth_distribution_figure(paths, economy, path: str | os.PathLike) -> Path | None:
+    """Histogram of individual capital at the last test period, by employment status (Krusell–Smith)."""
+    state = paths[:, -1]
+    if "k" not in state.keys():
+        return None
+    k = state["k"].double().cpu().numpy().ravel()
+    fig = Figure(figsize=(6, 3.8), layout="constrained")
+    ax = fig.subplots()
+    bins = np.linspace(0.0, np.quantile(k, 0.995) * 1.05 + 1e-12, 50)
+    if "e" in state.keys():
+        e = state["e"].cpu().numpy().ravel() > 0.5
+        ax.hist([k[e], k[~e]], bins=bins, stacked=True, label=["employed", "unemployed"], alpha=0.8)
+        ax.legend(frameon=False)
+    else:
+        ax.hist(k, bins=bins)
+    gini = _gini(k)
+    ax.axvline(k.mean(), color="k", lw=1.0, ls="--")
+    ax.set(xlabel="individual capital k", ylabel="households",
+           title=f"wealth at t = {paths.batch_size[1] - 1}: mean {k.mean():.2f}, Gini {gini:.3f}")
+    return _save(fig, path)
+
+
+def _gini(x: np.ndarray) -> float:
+    x = np.sort(np.clip(x, 0.0, None))
+    n, total = len(x), x.sum()
+    if n == 0 or total <= 0:
+        return float("nan")
+    return float((2 * np.arange(1, n + 1) - n - 1).dot(x) / (n * total))
+
+
+def learning_curves_figure(history: Sequence[Mapping[str, Any]], path: str | os.PathLike,
+                           title: str | None = None) -> Path | None:
+    """Each loss-like metric of the history over steps (log scale where positive)."""
+    keys = loss_keys(history)
+    if not history or not keys:
+        return None
+    x, xlabel = _x_of(history)
+    fig = Figure(figsize=(6.4, 4), layout="constrained")
+    ax = fig.subplots()
+    positive = True
+    for key in keys:
+        y = np.array([float(r.get(key, np.nan)) for r in history])
+        finite = np.isfinite(y)
+        positive &= bool(np.all(y[finite] > 0)) if finite.any() else True
+        ax.plot(x, y, lw=1.5, label=key, marker="." if len(x) < 30 else None)
+    if positive:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, title=title or "learning curves")
+    ax.legend(frameon=False)
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------- φ basis
+@torch.no_grad()
+def phi_basis(phi: nn.Module, grid: torch.Tensor) -> torch.Tensor:
+    """φ evaluated at each point of ``grid`` (M,) or (M, F): one economy of ONE agent per point, so the DeepSets
+    mean over agents is φ itself. Works for any φ mapping (B, N, F) -> (B, L). Returns (M, L)."""
+    x = grid if grid.dim() == 2 else grid.unsqueeze(-1)
+    return phi(x.unsqueeze(1))
+
+
+def _find_phi(policy: nn.Module) -> tuple[nn.Module, str, float] | None:
+    """(φ module, its input key, the key's scale) of a DeepSets policy with a learned φ on one set feature."""
+    phi = getattr(policy, "phi", None)
+    features = getattr(policy, "features", None)
+    if not isinstance(phi, nn.Module) or not any(True for _ in phi.parameters()) or features is None:
+        return None
+    if len(features.set) != 1:
+        return None
+    key = features.set[0]
+    return phi, key, float(dict(features.scale).get(key, 1.0))
+
+
+@torch.no_grad()
+def phi_basis_figure(phi: nn.Module, values: torch.Tensor, path: str | os.PathLike, *, scale: float = 1.0,
+                     xlabel: str = "k", title: str | None = None) -> Path:
+    """φ_l over the range of ``values`` (raw units; φ sees values / scale), each basis function in its own colour,
+    with the histogram of ``values`` underneath."""
+    flat = values.detach().double().cpu().reshape(-1).numpy()
+    lo, hi = np.quantile(flat, [0.005, 0.995])
+    pad = 0.05 * (hi - lo + 1e-12)
+    param = next(phi.parameters())
+    grid = torch.linspace(lo - pad, hi + pad, 200, dtype=param.dtype, device=param.device)
+    basis = phi_basis(phi, grid / scale).double().cpu().numpy()  # (M, L)
+    fig = Figure(figsize=(6.4, 4.4), layout="constrained")
+    ax = fig.subplots()
+    g = grid.double().cpu().numpy()
+    for l in range(basis.shape[1]):
+        ax.plot(g, basis[:, l], lw=1.8, label=f"φ_{l + 1}")
+    ax.set(xlabel=xlabel, ylabel="φ(·)", title=title or "learned generalized-moment basis φ")
+    ax.legend(frameon=False)
+    hist_ax = ax.twinx()
+    hist_ax.hist(flat, bins=40, range=(float(g[0]), float(g[-1])), alpha=0.15, color="gray")
+    hist_ax.set_yticks([])
+    return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------- all of a run
+def run_figures(solver, result, history: Sequence[Mapping[str, Any]], directory: str | os.PathLike,
+                eval_kwargs: Mapping[str, Any] | None = None) -> dict[str, Path]:
+    """Every figure that applies to this run, as ``{name: path}`` (PNG files in ``directory``)."""
+    directory = Path(directory)
+    kw = dict(eval_kwargs or {})
+    out: dict[str, Path | None] = {}
+    if result is not None:
+        out["euler_residuals"] = euler_residuals_figure(result, directory / "euler_residuals.png")
+    paths = test_paths(
+        solver, trajectories=min(int(kw.get("trajectories", 8)), 16), horizon=int(kw.get("horizon", 63)),
+        seed=int(kw.get("seed", 2024)), burn_in=int(kw.get("burn_in", 0)),
+        initial_state=str(kw.get("initial_state", "judge")),
+    )
+    economy, policy = solver.economy, solver.policy
+    out["policy_vs_lq"] = policy_vs_lq_figure(paths, policy, economy, directory / "policy_vs_lq.png")
+    out["aggregate_paths"] = aggregate_paths_figure(paths, economy, directory / "aggregate_paths.png")
+    out["wealth_distribution"] = wealth_distribution_figure(paths, economy, directory / "wealth_distribution.png")
+    found = _find_phi(policy) if isinstance(policy, nn.Module) else None
+    if found is not None:
+        phi, key, scale = found
+        out["phi_basis"] = phi_basis_figure(phi, paths[key], directory / "phi_basis.png", scale=scale, xlabel=key)
+    out["learning_curves"] = learning_curves_figure(history, directory / "learning_curves.png")
+    return {k: v for k, v in out.items() if v is not None}
+
+
+# ---------------------------------------------------------------------------------------------- overlays
+def overlay_euler_residuals(results: Mapping[str, Any], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Mean Euler residual (band shaded) and per-period MSE of several EvaluationResults."""
+    fig = Figure(figsize=(10, 3.8), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    for label, result in results.items():
+        by = result.euler_by_period
+        t = np.asarray(by["t"])
+        line = ax.plot(t, by["mean"], lw=1.6, label=label)[0]
+        ax.fill_between(t, by["lo"], by["hi"], alpha=0.15, color=line.get_color())
+        mse = np.asarray(by["mse"], dtype=float)
+        ax2.semilogy(t, np.where(mse > 0, mse, np.nan), lw=1.4, color=line.get_color(), label=label)
+    ax.axhline(0.0, color="k", lw=0.6)
+    _auto_scale(ax, [r.euler_by_period["mean"] for r in results.values()])
+    ax.set(xlabel="t", ylabel="Euler residual ε", title="mean and percentile band")
+    ax2.set(xlabel="t", ylabel="mean ε²", title="MSE per period")
+    ax.legend(frameon=False, fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return _save(fig, path)
+
+
+def overlay_learning_curves(
+    histories: Mapping[str, Sequence[Mapping[str, Any]]], path: str | os.PathLike
+) -> Path | None:
+    """The first loss-like metric of each history, over steps."""
+    fig = Figure(figsize=(6.4, 4), layout="constrained")
+    ax = fig.subplots()
+    drawn = 0
+    for label, history in histories.items():
+        keys = loss_keys(history)
+        if not keys:
+            continue
+        x, xlabel = _x_of(history)
+        y = np.array([float(r.get(keys[0], np.nan)) for r in history])
+        ax.plot(x, np.where(y > 0, y, np.nan), lw=1.4, label=f"{label}: {keys[0]}")
+        ax.set_xlabel(xlabel)
+        drawn += 1
+    if not drawn:
+        return None
+    ax.set_yscale("log")
+    ax.set(title="learning curves")
+    ax.legend(frameon=False, fontsize=8)
+    return _save(fig, path)
+
+
+def overlay_paths(series: Mapping[str, np.ndarray], path: str | os.PathLike, ylabel: str, title: str) -> Path:
+    """Several (T,) series over t, e.g. the mean aggregate capital path of each solver on common shocks."""
+    fig = Figure(figsize=(6.4, 4), layout="constrained")
+    ax = fig.subplots()
+    for label, y in series.items():
+        ax.plot(np.arange(len(y)), y, lw=1.5, label=label)
+    _auto_scale(ax, list(series.values()))
+    ax.set(xlabel="t", ylabel=ylabel, title=title)
+    ax.legend(frameon=False, fontsize=8)
+    return _save(fig, path)
+

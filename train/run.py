@@ -1,0 +1,482 @@
+"""One experiment from a validated config to a trained, judged, logged solver: :func:`run_experiment`.
+
+The run directory (``<run.output_dir>/<run.name or config-name-timestamp>``)::
+
+    config.yaml          the fully resolved config (re-runnable: python -m train <dir>/config.yaml)
+    metrics.jsonl        one JSON object per logging point of the solver ({"step": ..., "train_loss": ...})
+    judge.json           the judge's EvaluationResult (agents.evaluate), judge.md the same as a table
+    figures/*.png        the papers' figures (train.plots)
+    checkpoints/*.pt     step_<step>.pt, atomic, weights_only-loadable (train.checkpoint)
+    summary.json         status, exit code, reason, steps, wall time, final metrics, the judge's headline numbers
+    wandb/               the W&B run (offline runs: upload with `wandb sync`)
+
+Exit codes: 0 ok; 1 unexpected error; 2 bad config; 3 NaN/inf loss or parameters (the last good checkpoint is
+kept); 4 not converged within the steps/budget (``run.require_convergence``; everything is still written);
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import random
+import sys
+import time
+import traceback
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+import yaml
+
+from .checkpoint import CheckpointDir, load_checkpoint, rng_state, set_rng_state, to_device
+from .config import ConfigFileError, Experiment
+from .logger import MetricsFile, WandbRun, jsonable, resolve_mode
+
+__all__ = [
+    "EXIT_CONFIG", "EXIT_ERROR", "EXIT_INTERRUPTED", "EXIT_NONFINITE", "EXIT_NOT_CONVERGED", "EXIT_OK",
+    "RunResult", "TrainError", "judge_scalars", "run_experiment",
+]
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_NONFINITE, EXIT_NOT_CONVERGED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+#: the sections of a config that must match when a run is resumed (they define what the checkpoint is)
+RESUME_FIXED = ("env", "solver", "run.seed", "run.dtype")
+
+
+class TrainError(RuntimeError):
+    """An error of a run (after the config was validated); ``exit_code`` as above."""
+
+    exit_code = EXIT_ERROR
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclasses.dataclass
+class RunResult:
+    run_dir: Path
+    status: str
+    """ok, not_converged, nonfinite, interrupted"""
+    exit_code: int
+    message: str
+    solver: Any = None
+    result: Any = None
+    """the judge's EvaluationResult (None if the run failed before it or eval is disabled)"""
+    history: list = dataclasses.field(default_factory=list)
+    final_metrics: dict = dataclasses.field(default_factory=dict)
+    figures: dict = dataclasses.field(default_factory=dict)
+    checkpoint: Path | None = None
+    step: int = 0
+    wall_time: float = 0.0
+    wandb_hint: str | None = None
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    _write_text(path, json.dumps(_finite_json(data), indent=2) + "\n")
+
+
+def _finite_json(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_json(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return _finite_json(value.item())
+    return value
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    else:
+        out[prefix] = value
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> str | None:
+    """The first dotted key where two plain structures differ."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        for k in list(a) + [k for k in b if k not in a]:
+            d = _diff(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+            if d is not None:
+                return d
+        return None
+    if isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, (int, float)):
+        return None if float(a) == float(b) else prefix
+    return None if a == b else prefix
+
+
+def _select(data: Mapping[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        data = data.get(part) if isinstance(data, Mapping) else None
+    return data
+
+
+def judge_scalars(result) -> dict[str, Any]:
+    """The judge's headline numbers: every top-level number of the result and the aggregates' statistics."""
+    if result is None:
+        return {}
+    data = result.to_dict()
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("seed",):
+            out[key] = value
+    for name, stats in (data.get("aggregates") or {}).items():
+        for stat, value in stats.items():
+            out[f"aggregates.{name}.{stat}"] = value
+    return out
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}"
+    return str(value)
+
+
+def judge_table(result) -> list[tuple[str, str]]:
+    """(metric, formatted value) rows of the judge's result."""
+    rows = [("Euler residual MSE", _fmt(result.euler_mse)), ("mean abs. Euler residual", _fmt(result.euler_mean_abs))]
+    if result.lq_abs_error is not None:
+        rows += [("policy error vs LQ, mean abs.", _fmt(result.lq_abs_error)),
+                 ("policy error vs LQ, relative", f"{100 * result.lq_rel_error:.3g} %"),
+                 ("policy error vs LQ, max abs.", _fmt(result.lq_max_abs_error))]
+    labels = {"wall_time": "training wall time (s)", "n_params": "parameters", "eval_time": "judge time (s)"}
+    for key, value in judge_scalars(result).items():
+        if key.startswith("aggregates.") or key in ("euler_mse", "euler_mean_abs", "lq_abs_error", "lq_rel_error",
+                                                     "lq_max_abs_error", "n_agents", "trajectories", "horizon"):
+            continue
+        rows.append((labels.get(key, key), _fmt(value)))
+    for name, stats in result.aggregates.items():
+        rows.append((f"{name}: mean (sd)", f"{_fmt(stats['mean'])} ({_fmt(stats['sd'])})"))
+    return rows
+
+
+def judge_markdown(result) -> str:
+    head = (f"Judge: {result.solver} on {result.economy}, N = {result.n_agents}, {result.trajectories} test paths × "
+            f"{result.horizon + 1} states, seed {result.seed}\n\n")
+    lines = ["| metric | value |", "|---|---|"] + [f"| {m} | {v} |" for m, v in judge_table(result)]
+    return head + "\n".join(lines) + "\n"
+
+
+#: substrings of the metric names that are training losses / objectives (a non-finite one stops the run)
+LOSS_KEYS = ("loss", "objective")
+
+
+def _is_loss(key: str) -> bool:
+    return any(k in key for k in LOSS_KEYS)
+
+
+def _nonfinite(metrics: Mapping[str, Any], solver) -> str | None:
+    """Why the run must stop: a non-finite loss-like metric or a non-finite parameter/buffer (None if fine)."""
+    for key, value in metrics.items():
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if _is_loss(key) and number and not math.isfinite(value):
+            return f"{key} = {value}"
+    for name in ("policy", "value"):
+        module = getattr(solver, name, None)
+        if isinstance(module, torch.nn.Module):
+            for pname, tensor in module.state_dict().items():
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    return f"non-finite {name} parameter {pname}"
+    return None
+
+
+def _step_of(metrics: Mapping[str, Any], fallback: int) -> int:
+    for key in ("step", "iteration"):
+        value = metrics.get(key)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return fallback
+
+
+def _loss_and_metric(metrics: Mapping[str, Any]) -> str:
+    """ "loss=... metric=..." for the progress bar and messages: the first training loss/objective and the first
+    validation-like metric of the solver's metrics."""
+    def number(key: str) -> bool:
+        return isinstance(metrics.get(key), (int, float)) and not isinstance(metrics.get(key), bool)
+
+    loss = next((k for k in metrics if _is_loss(k) and not k.startswith("val") and number(k)), None)
+    metric = next((k for k in ("val_mse", "alm_change", "bellman_error") if number(k)), None)
+    metric = metric or next((k for k in metrics if k.startswith("val") and number(k)), None)
+    return " ".join(f"{k}={metrics[k]:.3g}" for k in (loss, metric) if k is not None)
+
+
+def make_run_dir(exp: Experiment) -> Path:
+    root = Path(exp.run.output_dir)
+    if exp.run.name:
+        path = root / exp.run.name
+        if path.exists() and any(path.iterdir()):
+            raise ConfigFileError(exp.path, "run.name", f"run directory {path} exists: resume it with --resume {path} "
+                                                        "or choose another run.name")
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = root / f"{exp.name}-{stamp}"
+        i = 1
+        while path.exists():
+            path = root / f"{exp.name}-{stamp}-{i}"
+            i += 1
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_resumable(exp: Experiment, run_dir: Path) -> None:
+    """The config must agree with the saved one on what defines the checkpoint (env, solver, seed, dtype)."""
+    saved_path = run_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise ConfigFileError(str(run_dir), None, "not a run directory (no config.yaml)")
+    saved = yaml.safe_load(saved_path.read_text())
+    now = exp.to_dict()
+    for key in RESUME_FIXED:
+        where = _diff(_select(saved, key), _select(now, key), key)
+        if where is not None:
+            raise ConfigFileError(exp.path, where, f"differs from the run being resumed ({saved_path}: "
+                                                   f"{_select(saved, where)!r}, now {_select(now, where)!r})")
+
+
+# ---------------------------------------------------------------------------------------------- the run
+def run_experiment(
+    exp: Experiment,
+    *,
+    resume: str | os.PathLike | None = None,
+    out: TextIO | None = None,
+    figures: bool | None = None,
+) -> RunResult:
+    """Train, judge and log ``exp``; see the module docstring. ``resume``: a run directory to continue.
+
+    Raises :class:`~train.config.ConfigFileError` (bad config / not resumable) before anything runs and
+    :class:`TrainError` for unexpected errors; NaN, non-convergence and interruption are returned as a
+    :class:`RunResult` with the exit code (everything that could be written is written).
+    """
+    import agents
+    from tqdm.auto import tqdm
+
+    out = out or sys.stdout
+    if exp.solver_config is None:
+        raise ConfigFileError(exp.path, "solver", "the solver section was not validated")
+    try:
+        resolve_mode(exp.logger.mode.value if exp.logger.mode is not None else None)
+    except ValueError as err:
+        raise ConfigFileError(exp.path, "logger.mode", str(err)) from None
+    torch.set_num_threads(exp.run.threads)
+    if resume is not None:
+        run_dir = Path(resume)
+        check_resumable(exp, run_dir)
+    else:
+        run_dir = make_run_dir(exp)
+    say = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
+    resolved = exp.to_dict()
+    _write_text(run_dir / "config.yaml", exp.to_yaml())
+    figures = exp.logger.figures if figures is None else figures
+
+    seed_everything(exp.run.seed)
+    economy = exp.economy()
+    solver = agents.make_solver(exp.solver_name, economy, exp.solver_config)
+    ckpts = CheckpointDir(run_dir / "checkpoints", keep=exp.run.keep_checkpoints)
+    metrics_file = MetricsFile(run_dir / "metrics.jsonl")
+    start_step, last_good = 0, None
+    if resume is not None:
+        last_good = ckpts.latest()
+        if last_good is not None:
+            data = load_checkpoint(last_good)
+            solver.load_state_dict(to_device(data["solver"], economy.device))
+            set_rng_state(data["rng"])
+            start_step = int(data["step"])
+            metrics_file.truncate_after(start_step)
+            say(f"resuming {run_dir} from {last_good.name} (step {start_step})")
+        else:
+            metrics_file.path.unlink(missing_ok=True)
+            say(f"resuming {run_dir}: no checkpoint yet, starting from step 0")
+    say(f"run directory: {run_dir}")
+
+    wandb_id_file = run_dir / "wandb_run_id"
+    wandb = WandbRun(
+        exp.logger.mode.value if exp.logger.mode is not None else None, directory=run_dir, config=resolved,
+        project=exp.logger.project, entity=exp.logger.entity, group=exp.logger.group, tags=exp.logger.tags,
+        name=exp.logger.name or run_dir.name, notes=exp.description or None,
+        run_id=wandb_id_file.read_text().strip() if resume is not None and wandb_id_file.exists() else None,
+    )
+    if wandb.id:
+        _write_text(wandb_id_file, wandb.id + "\n")
+
+    state = {"step": start_step, "count": 0, "last_ckpt": start_step, "failure": None, "pending": None,
+             "progress_done": 0}
+    remaining_steps = None if exp.run.steps is None else max(0, exp.run.steps - start_step)
+    remaining_budget = None if exp.run.budget is None else exp.run.budget - solver.wall_time
+    if remaining_budget is not None and remaining_budget <= 0:
+        remaining_steps, remaining_budget = 0, None
+    bar = tqdm(total=None if remaining_steps is None else start_step + remaining_steps, initial=start_step,
+               unit="step", dynamic_ncols=True, file=sys.stderr, disable=not exp.logger.progress, mininterval=0.25,
+               desc=f"{exp.solver_name}", leave=True)
+    train_start = time.perf_counter()
+
+    def save_checkpoint(step: int) -> Path:
+        payload = {"solver": solver.state_dict(), "rng": rng_state(),
+                   "trainer": {"step": step, "wall_time": solver.wall_time}}
+        return ckpts.save(step, payload)
+
+    def callback(metrics: dict[str, Any]) -> bool:
+        step = _step_of(metrics, start_step + state["progress_done"])
+        state["step"] = step
+        bad = _nonfinite(metrics, solver)
+        if bad is not None:
+            state["failure"] = f"{bad} at step {step}"
+            metrics_file.append(step, metrics)
+            return True
+        state["count"] += 1
+        if state["count"] % exp.logger.every == 0:
+            metrics_file.append(step, metrics)
+            wandb.log_scalars(metrics, step)
+            state["pending"] = None
+        else:
+            state["pending"] = (step, dict(metrics))
+        text = _loss_and_metric(metrics)
+        if remaining_budget is not None:
+            text += f" budget_left={max(0.0, remaining_budget - (time.perf_counter() - train_start)):.0f}s"
+        bar.set_postfix_str(text, refresh=False)
+        if exp.run.checkpoint_every and step - state["last_ckpt"] >= exp.run.checkpoint_every:
+            state["checkpoint"] = save_checkpoint(step)
+            state["last_ckpt"] = step
+        return False
+
+    def progress(done: int, total: int | None) -> None:
+        state["progress_done"] = done
+        if total is not None and bar.total != start_step + total:
+            bar.total = start_step + total
+        bar.update(start_step + done - bar.n)
+
+    status, code, message, final = "ok", EXIT_OK, "", {}
+    try:
+        try:
+            final = solver.train(remaining_steps, budget=remaining_budget, callback=callback, progress=progress)
+        except KeyboardInterrupt:
+            bar.close()
+            latest = ckpts.latest()
+            where = f"the last checkpoint ({latest.name})" if latest else "the start (no checkpoint yet)"
+            message = (f"interrupted at step {state['step']}; continue from {where} with: "
+                       f"python -m train --resume {run_dir}")
+            hint = wandb.finish(exit_code=EXIT_INTERRUPTED)
+            _write_json(run_dir / "summary.json", {"status": "interrupted", "exit_code": EXIT_INTERRUPTED,
+                                                   "message": message, "step": state["step"]})
+            return RunResult(run_dir, "interrupted", EXIT_INTERRUPTED, message, solver=solver, step=state["step"],
+                             history=list(solver.history), wandb_hint=hint)
+        bar.close()
+        final = dict(final or solver.metrics)
+        step = _step_of(final, state["step"])
+        state["step"] = step
+        failure = state["failure"] or (None if (bad := _nonfinite(final, solver)) is None else f"{bad} at step {step}")
+        if failure is not None:
+            latest = ckpts.latest()
+            keep = f"last good checkpoint: {latest}" if latest else "no checkpoint was written"
+            message = f"non-finite training: {failure}; stopped ({keep})"
+            wandb.summary({"status": "nonfinite"})
+            hint = wandb.finish(exit_code=EXIT_NONFINITE)
+            _write_json(run_dir / "summary.json", {
+                "status": "nonfinite", "exit_code": EXIT_NONFINITE, "message": message, "step": step,
+                "checkpoint": str(latest) if latest else None, "final_metrics": jsonable(final)})
+            return RunResult(run_dir, "nonfinite", EXIT_NONFINITE, message, solver=solver, step=step,
+                             history=list(solver.history), final_metrics=final, checkpoint=latest, wandb_hint=hint)
+        if state["pending"] is not None:
+            metrics_file.append(*state["pending"])
+            wandb.log_scalars(state["pending"][1], state["pending"][0])
+        checkpoint = save_checkpoint(step)
+        say(f"trained {step - start_step} step(s) (total {step}) in {solver.wall_time:.2f} s: "
+            f"{_loss_and_metric(final) or final}")
+
+        # ----- the judge
+        result = None
+        if exp.eval.enabled:
+            result = agents.evaluate_solver(solver, **exp.evaluate_kwargs())
+            result.to_json(run_dir / "judge.json")
+            _write_text(run_dir / "judge.md", judge_markdown(result))
+            say(judge_markdown(result))
+            rows = judge_table(result)
+            wandb.table("judge/table", ["metric", "value"], rows)
+            by = result.euler_by_period
+            wandb.table("judge/euler_by_period", ["t", "mean", "lo", "hi", "mse"],
+                        list(zip(by["t"], by["mean"], by["lo"], by["hi"], by["mse"])))
+
+        # ----- figures
+        fig_paths: dict[str, Path] = {}
+        if figures:
+            from .plots import run_figures  # matplotlib only when figures are drawn
+
+            fig_paths = run_figures(solver, result, solver.history, run_dir / "figures", exp.evaluate_kwargs())
+            wandb.images(fig_paths)
+            say(f"figures: {', '.join(str(p) for p in fig_paths.values())}")
+
+        # ----- convergence
+        converged = getattr(solver, "converged", final.get("converged"))
+        if converged is False and exp.run.require_convergence:
+            if exp.run.steps is not None and step >= exp.run.steps:
+                limit = f"run.steps = {exp.run.steps} reached"
+            elif exp.run.budget is not None and solver.wall_time >= exp.run.budget:
+                limit = f"run.budget = {exp.run.budget:g} s used"
+            else:
+                limit = "the solver's own limit reached (e.g. max_epochs)"
+            status, code = "not_converged", EXIT_NOT_CONVERGED
+            message = (f"not converged after {step} step(s) and {solver.wall_time:.3g} s ({limit}): "
+                       f"{_loss_and_metric(final) or 'see metrics.jsonl'}")
+        elif converged is False:
+            message = "finished (the solver did not report convergence; run.require_convergence = false)"
+        else:
+            message = "finished" + (" (converged)" if converged else "")
+
+        summary = {
+            "status": status, "exit_code": code, "message": message, "step": step,
+            "steps_this_session": step - start_step,
+            "wall_time": solver.wall_time, "converged": converged, "final_metrics": jsonable(final),
+            "judge": judge_scalars(result), "checkpoint": str(checkpoint),
+            "figures": {k: str(v) for k, v in fig_paths.items()}, "wandb_mode": wandb.mode,
+        }
+        wandb.summary({**{f"final/{k}": v for k, v in jsonable(final).items()},
+                       **{f"judge/{k}": v for k, v in judge_scalars(result).items()}, "status": status})
+        hint = wandb.finish(exit_code=code)
+        if hint:
+            summary["wandb_offline_dir"] = str(wandb.run_dir) if wandb.run_dir else None
+            say(hint)
+        _write_json(run_dir / "summary.json", summary)
+        return RunResult(run_dir, status, code, message, solver=solver, result=result, history=list(solver.history),
+                         final_metrics=final, figures=fig_paths, checkpoint=checkpoint, step=step,
+                         wall_time=solver.wall_time, wandb_hint=hint)
+    except Exception as err:
+        bar.close()
+        (run_dir / "error.log").write_text(traceback.format_exc())
+        try:
+            wandb.finish(exit_code=EXIT_ERROR)
+        except Exception:  # pragma: no cover
+            pass
+        _write_json(run_dir / "summary.json", {"status": "error", "exit_code": EXIT_ERROR,
+                                               "message": f"{type(err).__name__}: {err}", "step": state["step"]})
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        raise TrainError(f"{type(err).__name__}: {first} (traceback: {run_dir / 'error.log'})") from err
