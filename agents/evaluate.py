@@ -14,7 +14,10 @@ r"""The judge: the same accuracy metrics for every solver, on common random numb
 5. Krusell–Smith economy: the Den Haan statistic (:func:`agents.aggregate_law.den_haan_of_policy`) — the solver's
    own aggregate law of motion (``alm``) iterated on its own along long simulated panels of the policy, or, for
    solvers without one, an ALM fitted by OLS on those panels, so that every solver is scored by it;
-6. the solver's training wall time (and CPU time) and the policy's parameter count, passed through.
+6. Krusell–Smith, on request (``bellman=True`` or a :class:`~agents.bellman.BellmanConfig` mapping; it is costly at
+   the published sizes): the Bellman error of the policy and a value function (the solver's, or one fitted by
+   DeepHAM's regression), see :mod:`agents.bellman`;
+7. the solver's training wall time (and CPU time) and the policy's parameter count, passed through.
 
 The result is an :class:`EvaluationResult`, a dataclass that round-trips through JSON.
 """
@@ -66,6 +69,8 @@ class EvaluationResult:
     lq_max_abs_error: float | None = None
     aggregates: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     """per aggregate statistic: "mean" and "sd" over all test states, "final_mean" over paths at t = horizon"""
+    bellman: dict[str, Any] | None = None
+    """Krusell–Smith, if requested: :class:`agents.bellman.BellmanResult` as a dict ("optimality", "expectation", …)"""
     den_haan: dict[str, Any] | None = None
     """Krusell–Smith: the Den Haan statistic ("mean_pct", "max_pct"), the ALM used ("alm", "alm_source": "solver"
     or "fitted"), its R² on the simulated panels, the mean K, and the simulation sizes"""
@@ -78,6 +83,11 @@ class EvaluationResult:
     train_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     eval_time: float = 0.0
+
+    @property
+    def bellman_error(self) -> float | None:
+        """The Bellman error (optimality form), if it was measured."""
+        return None if self.bellman is None else self.bellman["optimality"]
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -180,12 +190,16 @@ def evaluate(
     den_haan_economies: int = 4,
     den_haan_periods: int = 1000,
     den_haan_burn_in: int = 500,
+    bellman: bool | Mapping[str, Any] | None = None,
+    value: Any = None,
 ) -> EvaluationResult:
     """Judge ``policy`` on ``economy``; see the module docstring.
 
     ``den_haan``: compute the Den Haan statistic (default: for the Krusell–Smith economy) on
     ``den_haan_economies`` panels of ``den_haan_periods`` periods after ``den_haan_burn_in``, with ``alm`` (the
-    solver's (2, 2) law of motion) or, if None, one fitted by OLS on the same panels.
+    solver's (2, 2) law of motion) or, if None, one fitted by OLS on the same panels. ``bellman``: measure the
+    Bellman error (True: the published protocol; a mapping: :class:`~agents.bellman.BellmanConfig` fields) with
+    ``value`` (None: a value fitted by DeepHAM's regression).
 
     Common random numbers: the idiosyncratic draw of the residual, the initial state (if not given) and the path
     shocks come from three generators seeded from ``seed``, independently of each other and of the policy.
@@ -215,13 +229,16 @@ def evaluate(
         }
         lq = lq_errors(policy, economy, states)
         aggregates = {}
-        for name, value in economy.aggregates(states).items():
-            value = value.double().reshape(trajectories, horizon + 1)
+        for name, series in economy.aggregates(states).items():
+            series = series.double().reshape(trajectories, horizon + 1)
             aggregates[name] = {
-                "mean": float(value.mean()), "sd": float(value.std(correction=0)), "final_mean": float(value[:, -1].mean())
+                "mean": float(series.mean()), "sd": float(series.std(correction=0)), "final_mean": float(series[:, -1].mean())
             }
         if n_params is None and isinstance(policy, nn.Module):
             n_params = count_parameters(policy)
+        bellman_result = None
+        if bellman:
+            bellman_result = _bellman(policy, value, economy, None if bellman is True else bellman)
         dh = None
         if den_haan if den_haan is not None else economy.env_id == "KrusellSmith-v0":
             dh = den_haan_of_policy(
@@ -247,6 +264,7 @@ def evaluate(
         lq_max_abs_error=None if lq is None else lq["max_abs"],
         aggregates=aggregates,
         den_haan=dh,
+        bellman=bellman_result,
         solver=solver,
         wall_time=wall_time,
         cpu_time=cpu_time,
@@ -271,10 +289,20 @@ def evaluate_solver(
         initial_state = getattr(solver, "initial_state", None) if initial_state == "solver" else None
     return evaluate(
         solver.policy, solver.economy, initial_state=initial_state, wall_time=solver.wall_time,
-        alm=kwargs.pop("alm", getattr(solver, "alm", None)),
+        alm=kwargs.pop("alm", getattr(solver, "alm", None)), value=kwargs.pop("value", getattr(solver, "value", None)),
         cpu_time=getattr(solver, "cpu_time", None),
         solver=solver.name, train_metrics=solver.metrics, config=solver.config.to_dict(), **kwargs,
     )
+
+
+def _bellman(policy: Policy, value: Any, economy: Economy, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    from .bellman import _float64, bellman_error  # deferred: the Bellman judge pulls in the DeepHAM regression
+
+    if value is None:
+        from .solvers.deepham import fit_value
+
+        value, _ = fit_value(_float64(economy), policy)
+    return bellman_error(policy, value, economy, config).to_dict()
 
 
 def _percentiles(x: torch.Tensor, percents: tuple[float, ...]) -> torch.Tensor:

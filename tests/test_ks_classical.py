@@ -196,3 +196,11 @@ def test_the_judge_reports_den_haan_with_the_solver_alm_or_a_fitted_one(solved):
     investment = evaluate(hetagents_env.make_economy("Investment-v0").lq_policy, hetagents_env.make_economy("Investment-v0"),
                           trajectories=2, horizon=4)
     assert investment.den_haan is None
+
+
+def test_the_judge_measures_the_bellman_error_on_request(solved):
+    small = {"economies": 2, "burn_in": 50, "periods": 20, "samples": 5, "z_draws": 0, "grid_points": 5}
+    result = agents.evaluate_solver(solved, trajectories=2, horizon=4, den_haan=False, bellman=small)
+    assert result.bellman is not None and 0 < result.bellman_error < 0.5
+    assert result.bellman["config"]["economies"] == 2
+    assert agents.evaluate_solver(solved, trajectories=2, horizon=4, den_haan=False).bellman_error is None
