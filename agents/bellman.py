@@ -52,7 +52,9 @@ from hetagents_env.core import Economy, Policy
 
 from .config import Config, ConfigError, interval
 
-__all__ = ["BellmanConfig", "BellmanResult", "as_set_value", "bellman_error", "bellman_error_solver", "published_bellman"]
+__all__ = [
+    "BellmanConfig", "BellmanResult", "as_set_value", "bellman_error", "bellman_error_solver", "published_bellman",
+]
 
 #: DeepHAM (Han, Yang & E), N = 50: Bellman error (optimality) and its sd over seeds
 published_bellman = {
@@ -231,7 +233,8 @@ def simulate_states(policy: Policy, economy: Economy, config: BellmanConfig) -> 
         utility = utility + beta**t * reward.mean()
     n = config.periods * config.economies
     mean_K = float(K_sum / n)
-    stats = {"mean_K": mean_K, "sd_K": math.sqrt(max(float(K_sq / n) - mean_K**2, 0.0)), "total_utility": float(utility)}
+    sd_K = math.sqrt(max(float(K_sq / n) - mean_K**2, 0.0))
+    stats = {"mean_K": mean_K, "sd_K": sd_K, "total_utility": float(utility)}
     return torch.stack(kept, 0).reshape(-1), stats
 
 
@@ -264,8 +267,12 @@ def bellman_error(
         opt.append(o)
         exp.append(e)
     opt_err, exp_err = torch.cat(opt), torch.cat(exp)  # (S, N), S period-major: [samples, economies]
-    per_economy = lambda err: err.reshape(config.samples, config.economies, -1).mean((0, 2))  # noqa: E731
-    se = lambda err: float(per_economy(err).std() / math.sqrt(config.economies)) if config.economies > 1 else float("nan")  # noqa: E731
+    def se(err: torch.Tensor) -> float:  # standard error over economies
+        if config.economies < 2:
+            return float("nan")
+        per_economy = err.reshape(config.samples, config.economies, -1).mean((0, 2))
+        return float(per_economy.std() / math.sqrt(config.economies))
+
     q = torch.quantile(opt_err.flatten()[: 1 << 24].double(), torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64))
     for m, flag in zip([m for m in (policy, value) if isinstance(m, nn.Module)], was_training):
         m.train(flag)
@@ -301,7 +308,9 @@ def _chunk_errors(state: TensorDict, policy: Policy, V: _SetValue, eco: Economy,
     grid = torch.minimum(torch.maximum(grid, floor), cash.unsqueeze(-1) - floor)
     grid = torch.cat([grid, c.unsqueeze(-1)], dim=-1)  # (C, N, G + 1)
     k_dev = cash.unsqueeze(-1) - grid  # household i's own k' for each choice
-    dev = TensorDict({"k": k_dev.reshape(c_count, -1), "e": e.repeat_interleave(G + 1, 1), "z": z}, batch_size=[c_count])
+    dev = TensorDict(
+        {"k": k_dev.reshape(c_count, -1), "e": e.repeat_interleave(G + 1, 1), "z": z}, batch_size=[c_count]
+    )
     f_dev = V.features(dev).reshape(c_count, n, G + 1, -1)  # (C, N, G+1, L)
     summary = s_pol[:, None, None, :] + (f_dev - f_pol.unsqueeze(2)) / n  # the deviation moves the moments by 1/N
     # --- V at the 4 successors (z', e') of every (state, household, choice): rows of single households
@@ -324,7 +333,8 @@ def _chunk_errors(state: TensorDict, policy: Policy, V: _SetValue, eco: Economy,
     else:
         w_bad = p_bad
     w_z = torch.stack([w_bad, 1.0 - w_bad], 0)  # (2 z', C)
-    p_u = eco.prob_unemployed_next[z[None, :, None], torch.arange(2, device=eco.device).view(2, 1, 1), e.long()[None]]  # (2 z', C, N)
+    z_next = torch.arange(2, device=eco.device).view(2, 1, 1)
+    p_u = eco.prob_unemployed_next[z[None, :, None], z_next, e.long()[None]]  # P(e' = 0 | z, z', e_i): (2 z', C, N)
     p_e = torch.stack([p_u, 1.0 - p_u], 1).reshape(4, c_count, n)  # order (z'=0,e'=0), (0,1), (1,0), (1,1)
     weight = w_z.repeat_interleave(2, 0)[:, :, None] * p_e  # (4, C, N)
     target = torch.log(grid) + beta * (weight.unsqueeze(-1) * v_next).sum(0)  # (C, N, G + 1)

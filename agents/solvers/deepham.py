@@ -39,17 +39,21 @@ bottom (:meth:`DeepHAMSolver.train`):
      moves anything but its own state, the sum of the N learners' gradients equals N draws of the one-learner
      gradient, for the price of one backward pass over all agents (N times more samples per step).
    * ``mode="planner"``: every agent's action with gradients, objective the mean over all agents (constrained
-     efficiency: the planner internalises the pecuniary externalities, and accumulates more capital).
+     efficiency: the planner internalises the pecuniary externalities and the other agents' responses; published:
+     it accumulates more capital). With N = 1 the game with the own price effect kept is exactly the planner.
 
-4. Validation every ``val_every`` steps on fixed start states and fixed shocks: mean over agents of J (``val_objective``)
-   and of the utility part alone (``val_utility``).
+4. Validation every ``val_every`` steps on fixed start states and fixed shocks: mean over agents of J
+   (``val_objective``) and of the utility part alone (``val_utility``).
 
-Input normalisation (documented choice): **fixed economic scales**, never statistics of a first data set — the
-Krusell–Smith networks see k / k_ss (deterministic steady state), e and z ∈ {0, 1}; the investment networks see x
-in its own units (≈ 0.7–0.9). The *value targets* are standardised with statistics recomputed on every refit's
-data set (PopArt-style: when the statistics change, the critics' output layers are rescaled so that their
-predictions are unchanged), so an unrepresentative first data set (e.g. before the policy has learnt to save)
-cannot freeze a bad scale.
+Input normalisation (documented choice): **fixed economic scales**, never statistics of a first data set (the
+published code freezes the statistics of a data set simulated with a constant consumption share of 0.4, whose
+capital is ≈ 4 instead of ≈ 39). The Krusell–Smith networks see k / k_ss (deterministic steady state), e and
+z ∈ {0, 1}, and the policy starts at the steady-state consumption share; the investment actor sees
+(x − x0_mean) / 0.1 and outputs investment in units of δ · x0_mean (``input_offsets``, ``action_scale``), its
+critics see x. The *value targets* are standardised with statistics recomputed on every refit's data set
+(PopArt-style: when the statistics change, the critics' output layers are rescaled so that their predictions are
+unchanged, then re-calibrated by a least-squares affine map onto the new targets), so an unrepresentative first
+data set cannot freeze a bad scale and a warm-started refit never starts many standard deviations off.
 
 Speed notes: ``fast_tanh`` evaluates tanh as 2σ(2x) − 1 with a hand-written backward (2–4× faster than
 ``torch.tanh`` on CPU, same function); the no-grad forward of the peers reuses the learner's population summary;
@@ -349,7 +353,8 @@ class ValueEnsemble(nn.Module):
         if not bool(self.fitted):
             return
         pred = torch.cat(
-            [self.normalized(states[i : i + chunk], self.summaries(states[i : i + chunk])) for i in range(0, y.shape[0], chunk)],
+            [self.normalized(states[i : i + chunk], self.summaries(states[i : i + chunk]))
+             for i in range(0, y.shape[0], chunk)],
             dim=1,
         ).reshape(self.n_members, -1)  # (M, S·N)
         target = y.reshape(1, -1).to(pred.dtype)
@@ -427,7 +432,8 @@ def value_dataset(
 ) -> tuple[TensorDict, torch.Tensor]:
     r"""Simulate ``config.periods`` periods under ``policy`` from ``start`` (batch [E]) and return the states at
     the start times t0 = 0, Δ, … (t0 + H ≤ periods) as a flat TensorDict [S = E · starts] and their targets
-    :math:`\sum_{\tau<H} \beta^\tau u_{i,t_0+\tau}`, (S, N). The sums are accumulated on the fly (memory O(starts·E·N))."""
+    :math:`\sum_{\tau<H} \beta^\tau u_{i,t_0+\tau}`, (S, N). The sums are accumulated on the fly
+    (memory O(starts·E·N))."""
     beta = float(economy.params.beta)
     starts = list(range(0, config.periods - config.horizon + 1, config.start_every))
     t0 = torch.tensor(starts, dtype=economy.dtype, device=economy.device)
@@ -556,7 +562,9 @@ def price_taking_transition(
         nxt = economy.transition(state, action, shocks)
         reward = economy.reward(frozen, action) + economy.price(frozen["x"]).unsqueeze(-1) * (state["x"] - frozen["x"])
         return nxt, reward
-    raise ConfigError(f"price_taker = true is implemented for Krusell-Smith and the investment economy, not {economy.env_id}")
+    raise ConfigError(
+        f"price_taker = true is implemented for Krusell-Smith and the investment economy, not {economy.env_id}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- the solver
@@ -631,10 +639,13 @@ class DeepHAMConfig(Config):
                 "prices would move the other learners' payoffs (a mix of game and planner)"
             )
         if self.activation not in _ACTIVATIONS:
-            raise ConfigError(f"DeepHAMConfig.activation = {self.activation!r}: choose one of {', '.join(_ACTIVATIONS)}")
+            raise ConfigError(
+                f"DeepHAMConfig.activation = {self.activation!r}: choose one of {', '.join(_ACTIVATIONS)}"
+            )
         if self.ergodic_skip > self.ergodic_periods:
             raise ConfigError(
-                f"DeepHAMConfig.ergodic_skip = {self.ergodic_skip} must not exceed ergodic_periods = {self.ergodic_periods}"
+                f"DeepHAMConfig.ergodic_skip = {self.ergodic_skip} must not exceed "
+                f"ergodic_periods = {self.ergodic_periods}"
             )
 
 
@@ -797,7 +808,10 @@ class DeepHAMSolver(Solver):
         shocks = [eco.sample_shocks(start, gen) for _ in range(cfg.horizon)]
         one = cfg.mode == "game" and cfg.learners == "one"
         idx = torch.randint(0, n, (b, 1), generator=gen, device=eco.device) if one else None
-        step_fn = (lambda s, a, sh: price_taking_transition(eco, s, a, sh)) if cfg.price_taker else eco.transition_and_reward
+        if cfg.price_taker:
+            step_fn = lambda s, a, sh: price_taking_transition(eco, s, a, sh)  # noqa: E731
+        else:
+            step_fn = eco.transition_and_reward
         state, total = start, 0.0
         for t in range(cfg.horizon):
             frozen = shift(state.detach()) if cfg.price_taker else None

@@ -1,0 +1,53 @@
+r"""Reinforcement-learning baselines built on TorchRL, behind the common :class:`~agents.solvers.base.Solver`
+interface so the judge scores them like every other solver.
+
+Registered solvers:
+
+* ``"td0"`` (:mod:`.td0`): TD(0) policy evaluation of a given policy with a DeepSets critic along simulated batched
+  paths (B economies × N agents), with an optional target network; checked against the exact value of the LQ
+  policy of the linear investment economy (:func:`~.common.linear_policy_value`).
+* ``"ppo"`` (:mod:`.ppo`): PPO — torchrl ``Collector`` on :class:`~hetagents_env.torchrl.EconomyTorchRLEnv`, torchrl
+  ``GAE`` and ``ClipPPOLoss``; shared DeepSets actor (Gaussian, fixed sd) and per-agent critic.
+* ``"ddpg"`` (:mod:`.ddpg`): DDPG — torchrl ``Collector``, ``TensorDictReplayBuffer``, ``DDPGLoss`` and
+  ``SoftUpdate``; deterministic DeepSets actor and a per-agent critic Q(s_i, a_i, φ̄) that sees only the agent's own
+  action.
+
+Every agent is a price taker (details and the argument in :mod:`.common`): its learning signal comes through its
+own action only — per-agent rewards, per-agent critics whose population summary is over states (never actions),
+and zero-sum exploration noise within each economy so that exploration never moves the price. Differentiating
+the sum of all agents' payoffs through all actions would make the agents collude through the price (the planner's
+solution); independent noise gives the N-player Nash equilibrium, ≈ 1.3–1.9 % below the competitive investment at
+N = 128.
+
+Scaling (:func:`~.common.default_scaling`): observations centred and scaled by fixed economic constants (initial
+capital, steady state), actions in units of replacement investment δ·x̄0 (investment) or a sigmoid share started at
+the steady-state share (Krusell–Smith), rewards × (1 − β). For the investment economy the actor is a function of the
+aggregate only, :math:`u = \mu(\bar X)` (constant returns: the optimal investment does not depend on own capital).
+"""
+
+from .common import (
+    AgentNormal, CenteredGaussianNoise, RLConfig, RLPolicy, Scaling, StateActionValue, StateValue, default_scaling,
+    linear_policy_value, monte_carlo_value,
+)
+from .ddpg import DDPGConfig, DDPGSolver
+from .ppo import PPOConfig, PPOSolver
+from .td0 import TD0Config, TD0Solver
+
+__all__ = [
+    "AgentNormal",
+    "CenteredGaussianNoise",
+    "DDPGConfig",
+    "DDPGSolver",
+    "PPOConfig",
+    "PPOSolver",
+    "RLConfig",
+    "RLPolicy",
+    "Scaling",
+    "StateActionValue",
+    "StateValue",
+    "TD0Config",
+    "TD0Solver",
+    "default_scaling",
+    "linear_policy_value",
+    "monte_carlo_value",
+]

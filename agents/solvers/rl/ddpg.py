@@ -1,0 +1,204 @@
+r"""Off-policy deterministic actor-critic on the TorchRL env (``"ddpg"``): torchrl's ``Collector``,
+``TensorDictReplayBuffer``, ``DDPGLoss`` (TD(0) targets from target networks) and ``SoftUpdate``.
+
+Networks: a deterministic DeepSets actor μ(s) (shared by all agents; for the investment economy a function of the
+aggregate only, :math:`u = \mu(\bar X)`) and a per-agent DeepSets critic :math:`Q_i = Q(s_i, a_i, \bar\phi)` whose
+only action input is the agent's OWN action (the population summary :math:`\bar\phi` is over states). One step
+(:meth:`DDPGSolver._step`):
+
+1. **Collect** ``rollout_steps`` periods of the ``num_envs`` economies with the actor plus zero-sum Gaussian
+   exploration noise (:class:`~agents.solvers.rl.common.CenteredGaussianNoise`; sd annealed from
+   ``exploration_sd`` to ``exploration_sd · exploration_final`` over the run) and add the economy-transitions
+   (each carrying its N agents) to the replay buffer.
+2. After ``warmup`` periods, ``updates_per_step`` times: sample ``batch_size`` economy-transitions; critic step on
+   :math:`\big(Q_i(s, a_i) - [c\, r_i + \beta\, Q'_i(s', \mu'(s')_i)]\big)^2` (primes: target networks, c the
+   reward scale); actor step on :math:`-\frac1{N}\sum_i Q_i(s, \mu(s)_i)` with the critic's parameters detached;
+   Polyak update of both target networks (``tau``).
+
+Price taking: the actor loss of agent i is :math:`-Q_i(s, \mu(s)_i)`, and :math:`Q_i` depends on no other agent's
+action, so :math:`\partial(-Q_i)/\partial a_j = 0` for j ≠ i — agent i's gradient runs only through its own action.
+A critic fed with everyone's actions (or their mean) would let the actor learn how its investment lowers every
+firm's price, i.e. collude (the planner's solution). With zero-sum exploration the replayed data never show an
+agent's own effect on the price either, so :math:`Q_i` is the price taker's action value (module
+:mod:`agents.solvers.rl.common`).
+
+``solver.policy`` is μ; ``solver.value`` is :math:`V_i(s) = Q_i(s, \mu(s)_i)` in the economy's units.
+
+What it took on the linear investment economy (N = 128; single 300–400 s runs on the shared 2-core CPU, judge's
+relative policy error vs LQ; see benchmarks/results/rl_baselines.md for the 10-minute benchmark):
+
+* **a fast target network** (τ = 0.1). The own-action slope of Q that drives the actor is −γ a + β E V_x(x'), and
+  V_x is itself a TD fixed point contracting by β(1 − δ) ≈ 0.9 per effective bootstrap; with τ = 0.01 the critic's
+  slope needed ~2,000 updates to settle even with the actor frozen at the LQ policy, the actor chased a lagging
+  critic, and runs oscillated (4–13 %) or diverged (54 % after 250 s);
+* **larger zero-sum exploration** (sd 0.45 δ x̄0 ≈ 0.02 ≈ the equilibrium investment itself, decayed to half): the
+  critic learns the slope from how targets co-vary with the noise, a signal ~1e-4 of Q's level, so it grows with
+  the noise; Q is quadratic in the own action here, so large noise costs no bias;
+* **the quadratic critic form** (:class:`~agents.solvers.rl.common.StateActionValue`, ``critic_form``) and 128
+  economy-transitions (16,384 agent samples) per update: 2.3 % vs 5.3 % for the MLP critic with the same settings.
+
+Even so the final error varies between runs (2–5 % at 400 s) and the policy keeps oscillating around the LQ policy
+at the end of training; PPO, whose advantages are λ-returns rather than bootstrapped slopes, is steadier.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any, Literal
+
+import torch
+from tensordict.nn import TensorDictModule, TensorDictSequential
+
+from ...config import interval
+from ..base import register_solver
+from .common import (
+    CenteredGaussianNoise, RLConfig, RLPolicy, RLSolverBase, StateActionValue, TorchRLActor, TorchRLValue,
+    UnscaledValue, adam, make_collector, make_env, obs_to_state, prepare_batch,
+)
+
+__all__ = ["DDPGConfig", "DDPGSolver"]
+
+
+@dataclasses.dataclass(frozen=True)
+class DDPGConfig(RLConfig):
+    """Settings of the deterministic actor-critic; defaults tuned on the linear investment economy (N = 128)."""
+
+    rollout_steps: int = dataclasses.field(default=1, metadata=interval(1))
+    """periods collected per step"""
+    warmup: int = dataclasses.field(default=64, metadata=interval(0))
+    """periods collected (with the initial actor plus noise) before learning starts"""
+    buffer_size: int = dataclasses.field(default=16384, metadata=interval(1))
+    """replay capacity in economy-transitions (each with N agents)"""
+    batch_size: int = dataclasses.field(default=128, metadata=interval(1))
+    """economy-transitions per update (× N agents)"""
+    updates_per_step: int = dataclasses.field(default=1, metadata=interval(1))
+    tau: float = dataclasses.field(default=0.1, metadata=interval(0.0, 1.0, open_lo=True))
+    """Polyak rate of the target networks (fast: with τ = 0.01 the critic's own-action slope, a TD fixed point
+    contracting by β(1 − δ) per effective bootstrap, lags the actor by thousands of updates and the pair
+    oscillates)"""
+    critic_form: Literal["mlp", "quadratic"] = "quadratic"
+    """the critic's dependence on the own action: a generic MLP input, or a concave local quadratic
+    V(s) + L(s)·d − ½ softplus(P(s))·d² (see :class:`~agents.solvers.rl.common.StateActionValue`)"""
+    exploration_final: float = dataclasses.field(default=0.5, metadata=interval(0.0, 1.0))
+    """final exploration sd as a fraction of the initial one (cosine decay over the run)"""
+    log_every: int = dataclasses.field(default=100, metadata=interval(1))
+
+
+@register_solver("ddpg")
+class DDPGSolver(RLSolverBase):
+    """DDPG with torchrl's Collector, replay buffer, DDPGLoss and SoftUpdate; see the module docstring.
+    ``steps`` counts collector steps (``rollout_steps`` periods each, then ``updates_per_step`` updates)."""
+
+    Config = DDPGConfig
+    config: DDPGConfig
+    default_steps = 3000
+    deterministic_actor = True
+
+    def _setup(self) -> None:
+        from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+        from torchrl.objectives import DDPGLoss, SoftUpdate, ValueEstimators
+
+        cfg, eco = self.config, self.economy
+        self.policy = RLPolicy(eco, self.scaling, self.actor_config, cfg.seed)
+        self.critic = StateActionValue(eco, self.scaling, self.critic_config, cfg.seed + 1, form=cfg.critic_form)
+        self.value = UnscaledValue(self.critic, self.reward_scale, self.policy)
+        self.actor = TensorDictModule(TorchRLActor(eco, self.policy), in_keys=["population", "aggregate"],
+                                      out_keys=[("agents", "action")])
+        self.critic_module = TensorDictModule(
+            TorchRLValue(eco, self.critic), in_keys=["population", "aggregate", ("agents", "action")],
+            out_keys=[("agents", "state_action_value")],
+        )
+        self.noise = CenteredGaussianNoise(self.exploration_sd, centered=cfg.exploration == "centered",
+                                           generator=self.rng)
+        self.loss = DDPGLoss(self.actor, self.critic_module, delay_actor=True, delay_value=True, loss_function="l2")
+        self.loss.set_keys(state_action_value=("agents", "state_action_value"), reward=("agents", "reward"),
+                           done=("agents", "done"), terminated=("agents", "terminated"))
+        self.loss.make_value_estimator(ValueEstimators.TD0, gamma=self.gamma)
+        self.target_updater = SoftUpdate(self.loss, tau=cfg.tau)
+        self.actor_optimizer = adam(self.loss.actor_network_params.values(True, True), cfg.lr_actor)
+        self.critic_optimizer = adam(self.loss.value_network_params.values(True, True), cfg.lr_critic)
+        self.buffer = TensorDictReplayBuffer(
+            storage=LazyTensorStorage(cfg.buffer_size, device=eco.device), batch_size=cfg.batch_size,
+            generator=torch.Generator().manual_seed(cfg.seed + 7),
+        )
+        self.env = make_env(eco, cfg)
+        self.collector = make_collector(self.env, TensorDictSequential(self.actor, self.noise),
+                                        cfg.num_envs * cfg.rollout_steps)
+        self._batches = iter(self.collector)
+        self.periods = 0
+        self.updates = 0
+        self._level_set = False
+
+    def _optimizers(self):
+        cfg = self.config
+        return [(self.actor_optimizer, cfg.lr_actor), (self.critic_optimizer, cfg.lr_critic)]
+
+    def _step(self) -> dict[str, Any]:
+        cfg, eco = self.config, self.economy
+        f = self.fraction_done()
+        final = cfg.exploration_final
+        self.noise.sd = self.exploration_sd * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * f)))
+        data = next(self._batches)
+        data, raw_reward = prepare_batch(data, self.reward_scale)
+        self.buffer.extend(data.reshape(-1))
+        self.periods += cfg.rollout_steps
+        self.agent_steps += cfg.num_envs * cfg.rollout_steps * eco.n_agents
+        metrics: dict[str, Any] = {"reward": raw_reward, "exploration_sd": self.noise.sd}
+        if self.periods < cfg.warmup:
+            return metrics
+        if not self._level_set:  # the critic starts at the perpetuity of the mean (scaled) reward seen so far
+            level = float(self.buffer[: len(self.buffer)]["next", "agents", "reward"].mean()) / (1 - self.gamma)
+            self.critic.init_level(level)
+            with warnings.catch_warnings():  # "Updated already initialized": re-initialised on purpose
+                warnings.simplefilter("ignore", UserWarning)
+                self.target_updater.init_()
+            self._level_set = True
+        for _ in range(cfg.updates_per_step):
+            batch = self.buffer.sample()
+            loss_value, info = self.loss.loss_value(batch)
+            self.critic_optimizer.zero_grad(set_to_none=True)
+            loss_value.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
+            self.critic_optimizer.step()
+            loss_actor, _ = self.loss.loss_actor(batch)
+            self.actor_optimizer.zero_grad(set_to_none=True)
+            loss_actor.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
+            self.actor_optimizer.step()
+            self.target_updater.step()
+            self.updates += 1
+        metrics.update(loss_value=float(loss_value.detach()), loss_actor=float(loss_actor.detach()),
+                       updates=self.updates)
+        if (self.step + 1) % cfg.log_every == 0:
+            states, _ = obs_to_state(eco, data["population"][:, -1], data["aggregate"][:, -1])
+            lq = self._lq_rel_error(states)
+            if lq is not None:
+                metrics["lq_rel_error"] = lq
+        return metrics
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd.update(critic=self.critic.state_dict(), loss=self.loss.state_dict(),
+                  actor_optimizer=self.actor_optimizer.state_dict(),
+                  critic_optimizer=self.critic_optimizer.state_dict(), step=self.step, periods=self.periods,
+                  updates=self.updates, agent_steps=self.agent_steps, rng=self.rng.get_state(),
+                  level_set=self._level_set)
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.critic.load_state_dict(state_dict["critic"])
+        self.loss.load_state_dict(state_dict["loss"])
+        self.actor_optimizer.load_state_dict(copy.deepcopy(state_dict["actor_optimizer"]))
+        self.critic_optimizer.load_state_dict(copy.deepcopy(state_dict["critic_optimizer"]))
+        self.step, self.periods = int(state_dict["step"]), int(state_dict["periods"])
+        self.updates, self.agent_steps = int(state_dict["updates"]), int(state_dict["agent_steps"])
+        self.rng.set_state(state_dict["rng"])
+        self._level_set = bool(state_dict.get("level_set", True))
