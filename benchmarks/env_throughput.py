@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -140,8 +141,9 @@ def measure(
 def to_markdown(result: dict) -> str:
     m = result["machine"]
     lines = [
-        f"Env step throughput ({m['device']}, {m['threads']} torch threads, torch {m['torch']}, {result['date']}): "
-        "agent-steps/s of shocks + transition + reward.",
+        f"Env step throughput ({m['device']}, {m['threads']} torch thread(s), torch {m['torch']}, {result['date']}; "
+        f"load average before/after {m['load_average_before'][0]:.1f}/{m['load_average_after'][0]:.1f} on 2 shared "
+        "cores): agent-steps/s of shocks + transition + reward.",
         "",
         "| economy | B | N | torch eager (M agent-steps/s) | torch.compile (M/s) | numpy loop (M/s) | speed-up |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -180,6 +182,7 @@ def main(argv: list[str] | None = None) -> dict:
         "threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        "load_average_before": list(os.getloadavg()),
     }
     print(f"torch {torch.__version__}, device {args.device}, torch.get_num_threads() = {torch.get_num_threads()}")
     rows = []
@@ -196,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
                    if "speedup" in row else ""),
                 flush=True,
             )
+    machine["load_average_after"] = list(os.getloadavg())
     result = {"benchmark": "env_throughput", "date": date.today().isoformat(), "machine": machine, "rows": rows}
     if not args.no_facades:  # the overhead of each library facade over the core at (B, N) = (64, 128)
         result["facades"] = measure_facades(64, 128, steps=20 if args.quick else 50, threads=args.threads,
