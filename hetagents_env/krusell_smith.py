@@ -47,6 +47,8 @@ DEFAULT_TRANSITION = (
     (0.009115, 0.115885, 0.024306, 0.850694),
 )
 _STOCHASTIC_TOL = 1e-5
+#: aggregate transitions less likely than this are not checked for consistency with the unemployment rates
+_NEGLIGIBLE = 1e-12
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,7 +143,7 @@ def _check_transition(matrix, unemployment_rates) -> tuple:
         p_unemp = P4[..., 0] / pz  # [z, e, z'] = P(e' = 0 | z, e, z')
     for z in range(2):
         for z1 in range(2):
-            if pz[z, 0, z1] == 0:
+            if pz[z, 0, z1] < _NEGLIGIBLE:  # its conditional employment odds are not identifiable numerically
                 continue
             implied = ur[z] * p_unemp[z, 0, z1] + (1 - ur[z]) * p_unemp[z, 1, z1]
             if abs(implied - ur[z1]) > 1e-4:

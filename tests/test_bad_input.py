@@ -428,3 +428,13 @@ def test_step_before_reset_is_a_runtime_error(env_id):
     # even a bad action: the missing reset is reported first
     with pytest.raises(RuntimeError, match="reset"):
         env.step(torch.zeros(5))
+
+
+def test_negligible_aggregate_transitions_are_not_checked_for_unemployment_consistency():
+    """Found by hypothesis: with P(Z_b | Z_b) = 5e-324 the conditional employment odds underflow; such a transition
+    cannot be checked against the unemployment rates and must not make a valid chain fail."""
+    matrix = [[0.0, 5e-324, 0.0, 1.0], [0.0, 5e-324, 0.0, 1.0], [0.25, 0.75, 0.0, 0.0], [0.25, 0.75, 0.0, 0.0]]
+    eco = KrusellSmithEconomy(3, unemployment_bad=0.25, unemployment_good=0.0, transition=matrix)
+    assert float(eco.prob_z[0, 1]) == 1.0
+    with pytest.raises(ValueError, match="inconsistent with the unemployment rates"):  # a real inconsistency still fails
+        KrusellSmithEconomy(3, unemployment_bad=0.25, unemployment_good=0.1, transition=matrix)
