@@ -32,6 +32,13 @@ has it, and adapters cover :class:`~agents.networks.DeepSets` critics and the cl
 (V(k, e; K, z): φ(k) = k). A solver without a value function gets one fitted by DeepHAM's regression
 (:func:`agents.solvers.deepham.fit_value`).
 
+Caveat (measured here, see ``benchmarks/results/deepham_ks.md``): the error is measured on the policy's OWN
+ergodic set, with a value fitted to the policy. A policy that never visits the hard states is not penalised there:
+the untrained DeepHAM policy (a constant consumption share, the deterministic steady state's) scores ≈ 0.010 on
+the published protocol — below the published DeepHAM 0.015 — while its wealth distribution is degenerate (Gini
+≈ 0.03 instead of ≈ 0.25) and its Euler-equation errors are ≈ 13× the classical solution's. Report the Bellman
+error together with Euler errors and distribution statistics.
+
 Cost: O(states × N × grid × 4) value evaluations, in chunks of ``chunk`` economy-states; nothing loops over
 households or grid points in Python.
 """
