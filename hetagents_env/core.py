@@ -49,6 +49,8 @@ class Economy(abc.ABC):
     default_n_agents: ClassVar[int]
     #: names of the per-agent features in ``observe(state)["agents"]`` (last dim)
     agent_features: ClassVar[tuple[str, ...]]
+    #: the per-agent endogenous state that the actions move (capital), a key of the state TensorDict
+    endogenous_key: ClassVar[str]
     #: names of the aggregate features in ``observe(state)["aggregate"]`` (last dim)
     aggregate_features: ClassVar[tuple[str, ...]]
     #: bounds of a single agent's action (``±inf`` when unbounded); the economics may clip inside the bounds
@@ -76,8 +78,14 @@ class Economy(abc.ABC):
         """Draw ``batch_size`` independent initial states (batch ``[batch_size]``)."""
 
     @abc.abstractmethod
-    def sample_shocks(self, state: TensorDict, generator: torch.Generator | None = None) -> TensorDict:
-        """Draw the exogenous randomness of one period for every economy in ``state``."""
+    def sample_shocks(
+        self, state: TensorDict, generator: torch.Generator | None = None, *, out: TensorDict | None = None
+    ) -> TensorDict:
+        """Draw the exogenous randomness of one period for every economy in ``state``.
+
+        ``out``: a buffer from :meth:`shock_buffer` (same batch size) to draw into in place and return, so a hot loop
+        allocates no shock arrays; the values are exactly those drawn without ``out`` from the same generator state.
+        """
 
     @abc.abstractmethod
     def transition(self, state: TensorDict, action: torch.Tensor, shocks: TensorDict) -> TensorDict:
@@ -107,6 +115,11 @@ class Economy(abc.ABC):
         """``(transition(state, action, shocks), reward(state, action))``; economies override it to share the
         work the two have in common. Pure, so it can be ``torch.compile``-d (see :class:`~hetagents_env.EconomyEnv`)."""
         return self.transition(state, action, shocks), self.reward(state, action)
+
+    def shock_buffer(self, batch_size: int) -> TensorDict:
+        """A preallocated shock TensorDict for ``sample_shocks(..., out=buffer)`` (its initial values are arbitrary)."""
+        state = TensorDict({}, batch_size=[check_count("batch_size", batch_size)], device=self.device)
+        return self.sample_shocks(state, self.generator(0))
 
     def step(
         self, state: TensorDict, action: torch.Tensor, generator: torch.Generator | None = None
@@ -163,3 +176,10 @@ class Economy(abc.ABC):
             f"{type(self).__name__}(n_agents={self.n_agents}, device={self.device}, dtype={self.dtype}, "
             f"params={self.params})"
         )
+
+
+def _check_buffer(out: TensorDict, batch_size: int) -> None:
+    """Raise ``ValueError`` unless ``out`` is a shock buffer for ``batch_size`` economies."""
+    if not isinstance(out, TensorDict) or tuple(out.batch_size) != (batch_size,):
+        got = list(out.batch_size) if isinstance(out, TensorDict) else type(out).__name__
+        raise ValueError(f"out must be a shock buffer with batch_size [{batch_size}] (Economy.shock_buffer), got {got}")

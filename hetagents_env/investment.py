@@ -27,7 +27,7 @@ import torch
 from tensordict import TensorDict
 
 from . import lq
-from .core import Economy, Policy
+from .core import Economy, Policy, _check_buffer
 from .params import Params, interval
 
 
@@ -70,6 +70,7 @@ class InvestmentEconomy(Economy):
     Params = InvestmentParams
     default_n_agents = 128
     agent_features = ("x",)
+    endogenous_key = "x"
     aggregate_features = ("mean_x", "price")
 
     params: InvestmentParams
@@ -98,10 +99,19 @@ class InvestmentEconomy(Economy):
         x = torch.randn(batch_size, self.n_agents, generator=generator, device=self.device, dtype=self.dtype)
         return TensorDict({"x": (p.x0_mean + p.x0_sd * x).abs()}, batch_size=[batch_size], device=self.device)
 
-    def sample_shocks(self, state: TensorDict, generator: torch.Generator | None = None) -> TensorDict:
+    def sample_shocks(
+        self, state: TensorDict, generator: torch.Generator | None = None, *, out: TensorDict | None = None
+    ) -> TensorDict:
+        """w ~ N(0, 1) (B, N) then ω ~ N(0, 1) (B,), in that order from ``generator`` (into ``out`` if given)."""
         b = state.batch_size[0]
-        w = torch.randn(b, self.n_agents, generator=generator, device=self.device, dtype=self.dtype)
-        omega = torch.randn(b, generator=generator, device=self.device, dtype=self.dtype)
+        kw = dict(generator=generator, device=self.device, dtype=self.dtype)
+        if out is not None:
+            _check_buffer(out, b)
+            torch.randn(b, self.n_agents, out=out["w"], **kw)
+            torch.randn(b, out=out["omega"], **kw)
+            return out
+        w = torch.randn(b, self.n_agents, **kw)
+        omega = torch.randn(b, **kw)
         return TensorDict({"w": w, "omega": omega}, batch_size=[b], device=self.device)
 
     def transition(self, state: TensorDict, action: torch.Tensor, shocks: TensorDict) -> TensorDict:

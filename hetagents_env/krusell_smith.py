@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from .core import Economy, Policy
+from .core import Economy, Policy, _check_buffer
 from .params import Interval, Params, check_in, interval
 
 #: rows/columns ordered (Z_b, u), (Z_b, e), (Z_g, u), (Z_g, e)
@@ -170,6 +170,7 @@ class KrusellSmithEconomy(Economy):
     Params = KrusellSmithParams
     default_n_agents = 50
     agent_features = ("k", "e")
+    endogenous_key = "k"
     aggregate_features = ("K", "z")
     action_low = 0.0
     action_high = 1.0
@@ -228,9 +229,21 @@ class KrusellSmithEconomy(Economy):
         k = torch.full((batch_size, self.n_agents), self.k_init, device=self.device, dtype=self.dtype)
         return TensorDict({"k": k, "e": e, "z": z}, batch_size=[batch_size], device=self.device)
 
-    def sample_shocks(self, state: TensorDict, generator: torch.Generator | None = None) -> TensorDict:
+    def sample_shocks(
+        self, state: TensorDict, generator: torch.Generator | None = None, *, out: TensorDict | None = None
+    ) -> TensorDict:
+        """One (B, N + 1) draw of uniforms: column 0 is ``z_uniform``, the rest ``e_uniform`` (views of the draw).
+        With ``out`` (from :meth:`shock_buffer`) the draw goes into the buffer both views share."""
         b = state.batch_size[0]
-        u = torch.rand(b, self.n_agents + 1, generator=generator, device=self.device, dtype=self.dtype)
+        kw = dict(generator=generator, device=self.device, dtype=self.dtype)
+        if out is not None:
+            _check_buffer(out, b)
+            flat = out["e_uniform"]._base  # the (B, N + 1) draw that both entries view
+            if flat is None or flat.shape != (b, self.n_agents + 1) or out["z_uniform"]._base is not flat:
+                raise ValueError("out must be a buffer from KrusellSmithEconomy.shock_buffer (views of one draw)")
+            torch.rand(b, self.n_agents + 1, out=flat, **kw)
+            return out
+        u = torch.rand(b, self.n_agents + 1, **kw)
         return TensorDict({"z_uniform": u[:, 0], "e_uniform": u[:, 1:]}, batch_size=[b], device=self.device)
 
     def next_exogenous(self, state: TensorDict, shocks: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:

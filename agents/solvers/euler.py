@@ -85,6 +85,12 @@ class EulerConfig(Config):
     """re-simulate train/validation sets with the current policy every this many epochs (0: never)"""
     continue_paths: bool = False
     """re-simulated paths continue from where the previous ones ended (towards the ergodic set)"""
+    anchor_band: tuple[float, float] | None = None
+    """before every simulation, rescale each path's endogenous state (capital) so that its cross-sectional mean is
+    the initial state's mean × a log-uniform draw from [lo, hi] (None: no rescaling). Keeps a wide band of
+    aggregate capital in the data; see "Anchoring" in the module docstring (Krusell–Smith default: (0.3, 3.0))"""
+    anchor_fraction: float = dataclasses.field(default=1.0, metadata=interval(0.0, 1.0))
+    """share of the paths that are rescaled by ``anchor_band`` at each simulation (the rest continue as they are)"""
     # -- residual
     quadrature_nodes: int = dataclasses.field(default=7, metadata=interval(1))
     """Gauss–Hermite nodes over the aggregate shock (investment economy)"""
@@ -113,6 +119,10 @@ class EulerConfig(Config):
     """steps between validations (0: once per epoch)"""
 
     def _validate(self) -> None:
+        if self.anchor_band is not None:
+            lo, hi = self.anchor_band
+            if not (0.0 < lo <= hi and math.isfinite(hi)):
+                raise ConfigError(f"EulerConfig.anchor_band must be (lo, hi) with 0 < lo <= hi < inf, got {self.anchor_band}")
         if self.lr_schedule == "cosine" and self.lr_min_factor >= 1.0:
             raise ConfigError("EulerConfig.lr_min_factor must be < 1 for the cosine schedule")
 
@@ -196,11 +206,32 @@ class EulerSolver(Solver):
             state = self.initial_state.expand(trajectories).clone()
         else:
             state = eco.initial_state(trajectories, self.rng)
+        if cfg.anchor_band is not None:
+            state = self._anchor(state)
         if cfg.burn_in:
             state = eco.rollout(policy, state, cfg.burn_in, self.rng)[:, -1]
         paths = eco.rollout(policy, state, cfg.horizon, self.rng)  # batch [trajectories, horizon + 1]
         self._ends[name] = paths[:, -1].clone()
         return paths.reshape(-1)
+
+    def _anchor(self, state: TensorDict) -> TensorDict:
+        """Rescale a share ``anchor_fraction`` of the paths' endogenous state to a mean drawn log-uniformly from
+        ``anchor_band`` × the initial state's mean (the cross-sectional shape is kept)."""
+        cfg, eco = self.config, self.economy
+        key = eco.endogenous_key
+        if self._anchor_level is None:
+            self._anchor_level = float(eco.initial_state(1, eco.generator(cfg.seed))[key].mean())
+        values = state[key]
+        b = values.shape[0]
+        lo, hi = math.log(cfg.anchor_band[0]), math.log(cfg.anchor_band[1])
+        u = torch.rand(2, b, 1, generator=self.rng, device=eco.device, dtype=values.dtype)
+        target = self._anchor_level * torch.exp(lo + (hi - lo) * u[0])
+        scale = torch.where(u[1] < cfg.anchor_fraction, target / values.mean(-1, keepdim=True), 1.0)
+        state = state.clone()
+        state[key] = values * scale
+        return state
+
+    _anchor_level: float | None = None
 
     @torch.no_grad()
     def _match_level(self, reference: Policy) -> None:
