@@ -4,6 +4,8 @@
 #   make demo          the main job: train the Euler solver (DeepSets phi(ReLU)) on the linear investment economy,
 #                      judge it against the exact LQ policy, write runs/<name>/ (judge table, figures, checkpoints)
 #   make bench         throughput benchmark (writes benchmarks/results/*.json and the README table)
+#   make bench-all     every benchmark in quick mode (~10-15 min; NAME_quick results, logs in benchmarks/logs/);
+#                      the full suite (hours, rewrites the committed results): .venv/bin/python benchmarks/run_all.py --full
 #
 # torch is installed FIRST and pinned, so that no later requirement pulls the registry's newest CUDA build.
 # On a CPU machine of this project's kind `torch==2.13.0` resolves to the local CPU wheel. Elsewhere:
@@ -16,7 +18,7 @@ TORCH_INDEX ?=
 PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench bench-all clean
 
 setup: $(VENV)/.setup-done
 
@@ -35,6 +37,9 @@ demo: setup
 bench: setup
 	$(BIN)/python benchmarks/env_throughput.py
 	$(BIN)/python benchmarks/update_readme.py
+
+bench-all: setup
+	nice $(BIN)/python benchmarks/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

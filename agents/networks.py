@@ -30,6 +30,13 @@ homogeneous activation (ReLU, leaky ReLU) — the published φ(ReLU) — the hid
 + b_{out}`: the same function and gradients at O(B·N) + O(widths²) cost instead of O(B·N·widths²)
 (``homogeneous_fast_path``, used only where it is exact).
 
+Sharding the agents (economies too large for one device). ``DeepSets.shard_agents(group)``: each process of the
+``torch.distributed`` group holds a disjoint slice of the N agents (states (B, N_r, ...)); the population mean
+becomes a local sum and one differentiable all-reduce of it (plus one of the agent count), everything else is per
+agent or per economy. Each process gets the outputs of its own agents, equal to the unsharded network's on the
+full economy; the backward all-reduces the summary's gradient, so the sum over processes of per-shard losses has
+the full loss's gradients (see :func:`agent_mean`).
+
 Published settings (Kahou et al.; :func:`published_config`): ρ 4×128 ReLU, φ(ReLU) 2×128 with L = 4, no hidden
 bias, output bias, ρ input = the L-dimensional summary only: 49,409 / 49,793 / 66,821 parameters for φ identity /
 moments / ReLU.
@@ -55,6 +62,7 @@ __all__ = [
     "DeepSets",
     "DeepSetsConfig",
     "Features",
+    "agent_mean",
     "count_parameters",
     "default_features",
     "make_actor",
@@ -114,6 +122,10 @@ class DeepSetsConfig(Config):
     """per-economy state keys given to ρ (None: the economy's default; () for none)"""
     scale: tuple[tuple[str, float], ...] | None = None
     """divide these state entries by these constants before use (None: the economy's default)"""
+    shift: tuple[tuple[str, float], ...] | None = None
+    """subtract these constants from these state entries before the scaling (None: the economy's default, none).
+    Centring the investment economy's x at x0_mean makes the bias-free φ(Identity) network, whose output is then
+    b + s·(X̄ − x0_mean), well conditioned: ~100 instead of ~700 steps (same parameter count)"""
     homogeneous_fast_path: bool = True
     """use the exact O(B·N) evaluation of a bias-free, positively homogeneous φ-MLP on a scalar state"""
 
@@ -130,6 +142,10 @@ class DeepSetsConfig(Config):
             for key, value in self.scale:
                 if not (value > 0 and math.isfinite(value)):
                     raise ConfigError(f"DeepSetsConfig.scale[{key!r}] = {value!r} must be positive and finite")
+        if self.shift is not None:
+            for key, value in self.shift:
+                if not math.isfinite(value):
+                    raise ConfigError(f"DeepSetsConfig.shift[{key!r}] = {value!r} must be finite")
 
 
 def published_config(phi: Literal["identity", "moments", "mlp", "relu"] = "mlp", **changes) -> DeepSetsConfig:
@@ -148,12 +164,14 @@ class Features:
         own: per-agent keys given to ρ as agent i's own state ``(B, N, len(own))``.
         aggregate: per-economy keys (each ``(B,)``) given to ρ ``(B, len(aggregate))``.
         scale: ``{key: c}``: the entry is divided by c before use (e.g. k / k_ss).
+        shift: ``{key: m}``: m is subtracted from the entry before the scaling: (value − m) / c.
     """
 
     set: tuple[str, ...]
     own: tuple[str, ...] = ()
     aggregate: tuple[str, ...] = ()
     scale: tuple[tuple[str, float], ...] = ()
+    shift: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not self.set:
@@ -187,10 +205,37 @@ def resolve_features(economy: Economy, config: DeepSetsConfig) -> Features:
         own=base.own if config.own_features is None else config.own_features,
         aggregate=base.aggregate if config.aggregate_features is None else config.aggregate_features,
         scale=base.scale if config.scale is None else config.scale,
+        shift=base.shift if config.shift is None else config.shift,
     )
 
 
 # ---------------------------------------------------------------------------------------------- building blocks
+def agent_mean(x: torch.Tensor, dim: int, *, keepdim: bool = False, sharded: bool = False, group=None) -> torch.Tensor:
+    """``x.mean(dim)`` over the agents; ``sharded=True``: the agents along ``dim`` are this process's shard of the
+    economy and the mean is over ALL the shards of the ``torch.distributed`` process ``group`` (None: the default
+    group): a local sum, one differentiable all-reduce of it and one all-reduce of the agent count."""
+    if not sharded:
+        return x.mean(dim, keepdim=keepdim)
+    import torch.distributed as dist
+    import torch.distributed._functional_collectives as funcol  # differentiable: the backward all-reduces
+
+    group = dist.group.WORLD if group is None else group
+    count = torch.tensor(float(x.shape[dim]), dtype=torch.float64,
+                         device=x.device if dist.get_backend(group) == "nccl" else "cpu")
+    dist.all_reduce(count, group=group)
+    return funcol.all_reduce(x.sum(dim, keepdim=keepdim), "sum", group) / count.item()
+
+
+class _AgentMean(nn.Module):
+    """Base of the φ modules: their mean over agents, sharded across processes after ``DeepSets.shard_agents``."""
+
+    sharded = False
+    group = None
+
+    def agent_mean(self, x: torch.Tensor, dim: int, keepdim: bool = False) -> torch.Tensor:
+        return agent_mean(x, dim, keepdim=keepdim, sharded=self.sharded, group=self.group)
+
+
 def mlp(
     in_dim: int,
     widths: Sequence[int],
@@ -210,7 +255,7 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-class IdentityPhi(nn.Module):
+class IdentityPhi(_AgentMean):
     """φ(s) = s: the summary is the mean of the set features, (B, N, F) -> (B, F)."""
 
     def __init__(self, in_dim: int) -> None:
@@ -218,10 +263,10 @@ class IdentityPhi(nn.Module):
         self.out_dim = in_dim
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        return s.mean(-2)
+        return self.agent_mean(s, -2)
 
 
-class MomentsPhi(nn.Module):
+class MomentsPhi(_AgentMean):
     """φ(s) = (s^p for p in powers): mean raw moments, (B, N, F) -> (B, F·len(powers)) ordered power-major."""
 
     def __init__(self, in_dim: int, powers: Sequence[int]) -> None:
@@ -230,10 +275,10 @@ class MomentsPhi(nn.Module):
         self.out_dim = in_dim * len(self.powers)
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        return torch.cat([(s if p == 1 else s.pow(p)).mean(-2) for p in self.powers], dim=-1)
+        return torch.cat([self.agent_mean(s if p == 1 else s.pow(p), -2) for p in self.powers], dim=-1)
 
 
-class MLPPhi(nn.Module):
+class MLPPhi(_AgentMean):
     """φ = an MLP F -> widths -> L, averaged over agents: (B, N, F) -> (B, L).
 
     When F = 1, the hidden layers have no bias and the activation is positively homogeneous, the mean is
@@ -254,10 +299,11 @@ class MLPPhi(nn.Module):
 
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         if not self.homogeneous:
-            return self.net(s).mean(-2)
+            return self.agent_mean(self.net(s), -2)
         hidden, out = self.net[:-1], self.net[-1]
         x = s[..., 0]  # (B, N)
-        pos, neg = x.clamp_min(0.0).mean(-1, keepdim=True), (-x).clamp_min(0.0).mean(-1, keepdim=True)  # (B, 1)
+        pos = self.agent_mean(x.clamp_min(0.0), -1, keepdim=True)  # (B, 1)
+        neg = self.agent_mean((-x).clamp_min(0.0), -1, keepdim=True)
         g = hidden(torch.tensor([[1.0], [-1.0]], dtype=s.dtype, device=s.device))  # (2, H): g(1), g(−1)
         return out(pos * g[0] + neg * g[1])
 
@@ -276,6 +322,7 @@ class DeepSets(nn.Module):
         config = DeepSetsConfig.build(config)
         self.features, self.config = features, config
         self._scale = dict(features.scale)
+        self._shift = dict(features.shift)
         n_set, n_own, n_agg = len(features.set), len(features.own), len(features.aggregate)
         if config.phi == "identity":
             self.phi: nn.Module = IdentityPhi(n_set)
@@ -310,6 +357,9 @@ class DeepSets(nn.Module):
         dtype = self.rho[0].weight.dtype
         if value.dtype != dtype:
             value = value.to(dtype)
+        m = self._shift.get(key)
+        if m is not None:
+            value = value - m
         c = self._scale.get(key)
         return value if c is None else value / c
 
@@ -342,6 +392,13 @@ class DeepSets(nn.Module):
     def _head(self, y: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(y) if self.config.head == "sigmoid" else y
 
+    def shard_agents(self, group=None, sharded: bool = True) -> "DeepSets":
+        """Compute the population summary across the processes of the ``torch.distributed`` ``group`` (None: the
+        default group), each holding a disjoint slice of every economy's agents (``sharded=False`` undoes it).
+        States then have shape (B, N_r, ...) on process r and outputs (B, N_r); see the module docstring."""
+        self.phi.sharded, self.phi.group = bool(sharded), group
+        return self
+
     # -------------------------------------------------------------- tensordict composition
     @property
     def in_keys(self) -> list[str]:
@@ -352,6 +409,53 @@ class DeepSets(nn.Module):
         from tensordict.nn import TensorDictModule
 
         return TensorDictModule(_KeysAdapter(self), in_keys=self.in_keys, out_keys=[out_key])
+
+    # -------------------------------------------------------------- public pieces (critics, the Bellman judge)
+    @property
+    def output_layer(self) -> nn.Linear:
+        """ρ's last linear layer (its bias sets the initial output level)."""
+        return self.rho[-1]
+
+    def set_output_dim(self, out_dim: int, *, seed: int | None = None, bias: Sequence[float] | None = None) -> None:
+        """Replace ρ's last layer by a fresh one with ``out_dim`` outputs (PyTorch default initialisation, seeded by
+        ``seed`` without touching the global RNG; ``bias``: its initial bias). With ``out_dim`` > 1 every agent gets
+        a vector: :meth:`forward` returns (B, N, out_dim) (needs own features) and the head is applied elementwise.
+        """
+        last = self.rho[-1]
+        with torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            layer = nn.Linear(last.in_features, out_dim, bias=last.bias is not None)
+        layer = layer.to(device=last.weight.device, dtype=last.weight.dtype)
+        if bias is not None:
+            with torch.no_grad():
+                layer.bias.copy_(torch.as_tensor(bias, dtype=layer.bias.dtype))
+        self.rho[-1] = layer
+
+    def agent_features(self, state: TensorDict) -> torch.Tensor:
+        r"""The per-agent :math:`\phi(s_j)`, (B, N, L): the population summary is their mean over the agents."""
+        s = self._stack(state, self.features.set)
+        if isinstance(self.phi, MomentsPhi):
+            return torch.cat([s.pow(p) for p in self.phi.powers], dim=-1)
+        if isinstance(self.phi, MLPPhi):
+            return self.phi.net(s)
+        return s
+
+    def forward_with_summary(self, state: TensorDict, summary: torch.Tensor) -> torch.Tensor:
+        r"""The outputs (B, N) [or (B, N, out_dim)] with the population summary :math:`\bar\phi` given (B, L)
+        instead of computed from ``state``: ρ applied to the agents' own features, the aggregates and ``summary``."""
+        context = summary.to(self.rho[0].weight.dtype)
+        if self.features.aggregate:
+            context = torch.cat([self._stack(state, self.features.aggregate), context], dim=-1)
+        if not self.features.own:
+            n = state[self.features.set[0]].shape[-1]
+            return self._head(self.rho(context)).unsqueeze(1).expand(-1, n, -1).squeeze(-1)  # ρ once per economy
+        own = self._stack(state, self.features.own)
+        first = self.rho[0]
+        h = own @ first.weight[:, : self.n_own].T + nn.functional.linear(
+            context, first.weight[:, self.n_own :], first.bias
+        ).unsqueeze(-2)
+        return self._head(self.rho[1:](h)).squeeze(-1)
 
 
 class _KeysAdapter(nn.Module):

@@ -24,10 +24,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -35,6 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hetagents_env  # noqa: E402
+from _common import RESULTS, machine_info, result_stem, setup_torch, with_machine_line, write_results  # noqa: E402
 from hetagents_env.krusell_smith import gini  # noqa: E402
 from agents.bellman import BellmanConfig, bellman_error, published_bellman  # noqa: E402
 from agents.solvers.deepham import DeepHAMSolver, fit_value  # noqa: E402
@@ -225,7 +224,9 @@ NOTES = """
 def combine(out: Path) -> str:
     """``deepham_ks.md`` from every ``deepham_ks*.json`` in ``out`` (the main run first, then the others)."""
     files = sorted(out.glob("deepham_ks*.json"), key=lambda f: (f.stem != "deepham_ks", f.stem))
+    files = [f for f in files if f.stem not in ("deepham_ks_quick",)]
     sections = []
+    main_result = json.loads(files[0].read_text()) if files else {}
     for f in files:
         if f.stem.endswith("_quick"):
             continue
@@ -235,7 +236,7 @@ def combine(out: Path) -> str:
             text = "\n".join(line for line in text.splitlines() if "(published)" not in line) + "\n"
         title = "Main run" if f.stem == "deepham_ks" else f"Run `{f.stem}`"
         sections.append(f"### {title} (`{f.name}`)\n\n{text}")
-    return "\n".join(sections) + NOTES
+    return with_machine_line(main_result, "\n".join(sections) + NOTES)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="also judge the classical policy with a value fitted by regression (as published)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default=None, help="output file stem (default deepham_ks[_quick])")
     parser.add_argument("--combine", action="store_true",
                         help="only rewrite deepham_ks.md from every deepham_ks*.json in --out")
@@ -264,7 +265,8 @@ def main(argv: list[str] | None = None) -> dict:
         (args.out / "deepham_ks.md").write_text(text)
         print(text)
         return {}
-    torch.set_num_threads(args.threads)
+    setup_torch(args.threads, "cpu")
+    machine = machine_info("cpu")
     print(f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
           f"load average {os.getloadavg()}", flush=True)
     judge = BellmanConfig.build(QUICK_JUDGE if args.quick else None).to_dict()
@@ -274,16 +276,14 @@ def main(argv: list[str] | None = None) -> dict:
     if not args.no_classical:
         rows.extend(run_classical(args, judge))
     result = {
-        "benchmark": "deepham_ks", "date": date.today().isoformat(), "quick": args.quick, "preset": args.preset,
-        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__, "cpus": os.cpu_count(),
-                    "python": platform.python_version(), "load_start": load_start, "load_end": os.getloadavg()},
+        "benchmark": "deepham_ks", "date": machine["date"][:10], "quick": args.quick, "preset": args.preset,
+        "machine": {**machine, "load_start": load_start, "load_end": os.getloadavg(),
+                    "load_average_after": list(os.getloadavg())},
         "judge": judge, "published": PUBLISHED, "published_bellman": published_bellman, "rows": rows,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = args.name or ("deepham_ks_quick" if args.quick else "deepham_ks")
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    (args.out / f"{name}.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    name = args.name or result_stem("deepham_ks", args.quick)
+    paths = write_results(args.out, name, result, to_markdown(result))
+    print(paths[1].read_text())
     return result
 
 

@@ -2,23 +2,29 @@
 
     python benchmarks/env_throughput.py [--quick] [--threads 2] [--device cpu] [--out benchmarks/results]
 
-One *step* = draw the period's shocks + transition + per-agent reward, for B economies of N agents, measured eagerly
-and with ``transition_and_reward`` fused by ``torch.compile`` (the ``EconomyEnv(compile=True)`` path). The baseline
-does the same maths with numpy, looping over the economies in Python (what a first implementation looks like).
-Writes ``env_throughput.json`` (machine, threads, torch version, date, every measurement) and ``env_throughput.md``
-(the README table). Timings are medians over repeats; on a shared machine compare the ratios within one run.
+One *step* = draw the period's shocks + transition + per-agent reward, for B economies of N agents. Columns
+(agent-steps per second = B·N / seconds per step):
+
+* **eager (before)**: ``economy.transition_and_reward(state, action, economy.sample_shocks(state, gen))`` — fresh
+  shock arrays every step, every elementwise op a separate pass over memory (the step before issue #9);
+* **eager + shock buffer**: :class:`hetagents_env.FusedStep` without compile — shocks drawn in place into a buffer
+  allocated once;
+* **fused / compiled (after)**: ``FusedStep(compile=True)``, what ``EconomyEnv(compile=True)`` runs — the buffer
+  plus ``transition_and_reward`` fused by ``torch.compile`` (inductor);
+* a numpy baseline doing the same maths looping over the economies in Python (what a first implementation looks like).
+
+All columns draw the same random numbers from the same generator state (tests/test_fused_step.py). Writes
+``env_throughput.json`` (machine, threads, torch version, date, every measurement) and ``env_throughput.md`` (the
+README table); ``--quick`` writes ``env_throughput_quick.*``, a CUDA run ``env_throughput_cuda.*``. Timings are
+medians over repeats; on a shared machine compare the ratios within one run.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +33,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hetagents_env  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS, finish_machine, machine_info, result_stem, setup_torch, step_inputs, write_results,
+)
 from facade_overhead import measure_facades  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from facade_overhead import to_markdown as facades_markdown  # noqa: E402
 
@@ -97,32 +106,35 @@ def _sync(device: torch.device) -> None:
 def measure(
     env_id: str, b: int, n: int, device: str, repeats: int, numpy_baseline: bool, compile_step: bool = True
 ) -> dict:
-    """Median seconds per step (and agent-steps/s) of the eager step, the ``torch.compile``-d step (shocks drawn
-    eagerly from the generator, transition + reward fused by inductor) and the numpy loop."""
-    eco = hetagents_env.make_economy(env_id, n_agents=n, device=device)
-    gen = eco.generator(0)
-    state = eco.initial_state(b, gen)
-    if env_id == "Investment-v0":
-        action = eco.lq_policy(state).contiguous()
-    else:
-        action = torch.full((b, n), 0.066, device=eco.device, dtype=eco.dtype)
+    """Median seconds per step (and agent-steps/s) of the eager step (before), the step with a preallocated shock
+    buffer, the fused ``torch.compile``-d step (after; shock buffer + transition and reward fused by inductor) and
+    the numpy loop."""
+    eco, gen, state, action = step_inputs(env_id, b, n, device, ks_share=0.066)
 
-    compiled = torch.compile(eco.transition_and_reward, dynamic=False)
-
-    def torch_step(fused=eco.transition_and_reward):
+    def before_step():  # fresh shock arrays, eager maths
         with torch.no_grad():
-            fused(state, action, eco.sample_shocks(state, gen))
+            eco.transition_and_reward(state, action, eco.sample_shocks(state, gen))
+        _sync(eco.device)
+
+    def after_step(step: hetagents_env.FusedStep):
+        with torch.no_grad():
+            step(state, action, gen)
         _sync(eco.device)
 
     row = {"env": env_id, "B": b, "N": n, "agents": b * n, "device": str(eco.device)}
-    row["torch_s"] = _median_time(torch_step, repeats)
+    row["torch_s"] = _median_time(before_step, repeats)
     row["torch_agent_steps_per_s"] = b * n / row["torch_s"]
+    buffered = hetagents_env.FusedStep(eco, b, compile=False)
+    row["buffered_s"] = _median_time(lambda: after_step(buffered), repeats)
+    row["buffered_agent_steps_per_s"] = b * n / row["buffered_s"]
     if compile_step:
+        fused = hetagents_env.FusedStep(eco, b, compile=True)
         start = time.perf_counter()
-        torch_step(compiled)
+        after_step(fused)
         row["compile_s"] = time.perf_counter() - start
-        row["compiled_s"] = _median_time(lambda: torch_step(compiled), repeats)
+        row["compiled_s"] = _median_time(lambda: after_step(fused), repeats)
         row["compiled_agent_steps_per_s"] = b * n / row["compiled_s"]
+        row["gain"] = row["torch_s"] / row["compiled_s"]
     if numpy_baseline:
         rng = np.random.default_rng(0)
         if env_id == "Investment-v0":
@@ -139,14 +151,15 @@ def measure(
 
 
 def to_markdown(result: dict) -> str:
-    m = result["machine"]
+    """The README table (the machine line is added by ``_common.write_results``)."""
     lines = [
-        f"Env step throughput ({m['device']}, {m['threads']} torch thread(s), torch {m['torch']}, {result['date']}; "
-        f"load average before/after {m['load_average_before'][0]:.1f}/{m['load_average_after'][0]:.1f} on 2 shared "
-        "cores): agent-steps/s of shocks + transition + reward.",
+        "Env step throughput: million agent-steps/s of shocks + transition + reward. *eager (before)*: fresh shock "
+        "arrays and eager maths; *+ shock buffer*: shocks drawn in place (`FusedStep`); *fused/compiled (after)*: "
+        "the buffer + `torch.compile` of `transition_and_reward` (`EconomyEnv(compile=True)`); gain = after / before; "
+        "speed-up = best torch / numpy loop over economies.",
         "",
-        "| economy | B | N | torch eager (M agent-steps/s) | torch.compile (M/s) | numpy loop (M/s) | speed-up |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| economy | B | N | eager (before) | + shock buffer | fused/compiled (after) | gain | numpy loop | speed-up |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def mega(r: dict, key: str) -> str:
@@ -154,9 +167,11 @@ def to_markdown(result: dict) -> str:
 
     for r in result["rows"]:
         spd = f"{r['speedup']:.0f}×" if "speedup" in r else "–"
+        gain = r.get("gain", r["torch_s"] / r["compiled_s"] if "compiled_s" in r else None)
         lines.append(
             f"| {r['env']} | {r['B']} | {r['N']:,} | {mega(r, 'torch_agent_steps_per_s')} | "
-            f"{mega(r, 'compiled_agent_steps_per_s')} | {mega(r, 'numpy_agent_steps_per_s')} | {spd} |"
+            f"{mega(r, 'buffered_agent_steps_per_s')} | {mega(r, 'compiled_agent_steps_per_s')} | "
+            f"{'–' if gain is None else f'{gain:.1f}×'} | {mega(r, 'numpy_agent_steps_per_s')} | {spd} |"
         )
     if "facades" in result:
         lines += ["", "Overhead of each interface over the core (same B, N):", "", facades_markdown(result["facades"])]
@@ -172,18 +187,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--no-numpy", action="store_true", help="skip the numpy baseline")
     parser.add_argument("--no-compile", action="store_true", help="skip the torch.compile column")
     parser.add_argument("--no-facades", action="store_true", help="skip the facade-overhead table")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    device = setup_torch(args.threads, args.device)
     repeats = args.repeats or (5 if args.quick else 11)
-    device = torch.device(args.device)
-    machine = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "load_average_before": list(os.getloadavg()),
-    }
+    machine = machine_info(device)
     print(f"torch {torch.__version__}, device {args.device}, torch.get_num_threads() = {torch.get_num_threads()}")
     rows = []
     for env_id in ("Investment-v0", "KrusellSmith-v0"):
@@ -193,22 +201,22 @@ def main(argv: list[str] | None = None) -> dict:
             )
             rows.append(row)
             print(
-                f"{env_id:16s} B={b:5d} N={n:8d}: torch {row['torch_agent_steps_per_s'] / 1e6:8.1f} M/s"
-                + (f"  compiled {row['compiled_agent_steps_per_s'] / 1e6:8.1f} M/s" if "compiled_s" in row else "")
+                f"{env_id:16s} B={b:5d} N={n:8d}: eager {row['torch_agent_steps_per_s'] / 1e6:8.1f} M/s"
+                f"  buffer {row['buffered_agent_steps_per_s'] / 1e6:8.1f} M/s"
+                + (f"  fused {row['compiled_agent_steps_per_s'] / 1e6:8.1f} M/s" if "compiled_s" in row else "")
                 + (f"  numpy loop {row['numpy_agent_steps_per_s'] / 1e6:7.2f} M/s  x{row['speedup']:.0f}"
                    if "speedup" in row else ""),
                 flush=True,
             )
-    machine["load_average_after"] = list(os.getloadavg())
-    result = {"benchmark": "env_throughput", "date": date.today().isoformat(), "machine": machine, "rows": rows}
+    result = {"benchmark": "env_throughput", "date": machine["date"][:10], "quick": args.quick, "machine": machine,
+              "rows": rows}
     if not args.no_facades:  # the overhead of each library facade over the core at (B, N) = (64, 128)
         result["facades"] = measure_facades(64, 128, steps=20 if args.quick else 50, threads=args.threads,
                                             repeats=3 if args.quick else 7, device=args.device)
-    args.out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if device.type == "cpu" else f"_{device.type}"
-    (args.out / f"env_throughput{suffix}.json").write_text(json.dumps(result, indent=2))
-    (args.out / f"env_throughput{suffix}.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    finish_machine(machine)
+    paths = write_results(args.out, result_stem("env_throughput", args.quick, device), result, to_markdown(result))
+    print(paths[1].read_text())
+    print("wrote", *paths)
     return result
 
 

@@ -8,18 +8,16 @@ the Gymnasium facade; then, with one economy (their natural unit), the core at `
 ``Env`` and the PettingZoo ``ParallelEnv`` (per-agent dicts). ``overhead`` = core agent-steps/s at the same ``B``
 divided by the facade's (1.0 = free). A step is a fixed valid action (no policy): only the env is timed.
 
-Writes ``benchmarks/results/facade_overhead.json``. ``measure_facades`` is also called by ``env_throughput.py``.
+Writes ``benchmarks/results/facade_overhead.json`` and ``.md`` (``facade_overhead_quick.*`` with ``--quick``).
+``measure_facades`` is also called by ``env_throughput.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
-from datetime import date
 from pathlib import Path
 from typing import Callable
 
@@ -28,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hetagents_env  # noqa: E402
+from _common import RESULTS, finish_machine, machine_info, result_stem, setup_torch, write_results  # noqa: E402
 
 ENV_IDS = ("Investment-v0", "KrusellSmith-v0")
 #: a valid, economically sensible constant action per economy (investment ≈ steady state; consumption share)
@@ -180,29 +179,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true", help="20 steps x 3 repeats")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     steps, repeats = (20, 3) if args.quick else (args.steps, args.repeats)
-    torch.set_num_threads(args.threads)
+    device = setup_torch(args.threads, args.device)
+    machine = machine_info(device)
     print(f"torch {torch.__version__}, device {args.device}, torch.get_num_threads() = {torch.get_num_threads()}")
     rows = measure_facades(args.b, args.n, steps, args.threads, repeats, device=args.device)
     print(to_markdown(rows))
-    result = {
-        "benchmark": "facade_overhead",
-        "date": date.today().isoformat(),
-        "machine": {
-            "device": args.device,
-            "processor": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
-        "rows": rows,
-    }
-    args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / "facade_overhead.json"
-    path.write_text(json.dumps(result, indent=2))
-    print(f"wrote {path}")
+    result = {"benchmark": "facade_overhead", "date": machine["date"][:10], "quick": args.quick,
+              "machine": finish_machine(machine), "rows": rows}
+    paths = write_results(args.out, result_stem("facade_overhead", args.quick, device), result,
+                          f"Overhead of each interface over the core (same B, N):\n\n{to_markdown(rows)}")
+    print("wrote", *paths)
     return rows
 
 

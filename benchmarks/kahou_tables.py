@@ -19,8 +19,10 @@ Recipes (``--recipe``):
   the network's output level started at the data policy's mean action (``init_level="data_policy"``: the
   published initialisation lands on the explosive root of the Euler equation in 20–80 % of the seeds), learning
   rates per φ, validation every 32 steps with a 2e-7 threshold for φ identity / ReLU, re-simulation every 2 epochs
-  for ν = 1.5, and for φ(Identity) hidden biases on ρ initialised at zero (49,921 parameters; the row
-  ``linear-identity-49.4K`` keeps the published 49,409). The exact settings are in ``RECIPES``.
+  for ν = 1.5, and for φ(Identity) the input x centred at x0_mean = 0.9 (``network.shift``; the bias-free
+  network is then b + s·(X̄ − 0.9) instead of b + s·X̄, whose two directions are nearly collinear on data with
+  X̄ ≈ 0.9: ~100 instead of ~700 steps, same 49,409 parameters; the row ``linear-identity-uncentred`` keeps the
+  published inputs). The exact settings are in ``RECIPES``.
 * ``published``: the published hyper-parameters (PyTorch default initialisation, lr 7.5e-4 / 1e-4 / 1e-3,
   StepLR(50, 0.8); ν = 1.5: lr 1e-4, StepLR(10, 0.8), re-simulation every 5 epochs).
 
@@ -33,6 +35,7 @@ Usage::
     python benchmarks/kahou_tables.py                           # tuned recipe, all rows, 10 seeds
     python benchmarks/kahou_tables.py --recipe tuned published  # and the published hyper-parameters
     python benchmarks/kahou_tables.py --quick                   # 3 seeds, N-scaling at 128 and 1024 only
+                                                                # (writes kahou_tables_quick.json/.md)
     python benchmarks/kahou_tables.py --seeds 100 --rows linear-relu nonlinear-relu --threads 2
     python benchmarks/kahou_tables.py --merge a.json b.json     # combine earlier result files, no runs
 
@@ -55,11 +58,12 @@ from pathlib import Path
 
 import torch
 
-import agents
-import hetagents_env
-from agents.evaluate import lq_errors
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import agents  # noqa: E402
+import hetagents_env  # noqa: E402
+from _common import RESULTS, machine_info, with_machine_line  # noqa: E402
+from agents.evaluate import lq_errors  # noqa: E402
 
 #: published medians (slides Tables 1 and 2); time in seconds, params in thousands
 PUBLISHED = {
@@ -73,9 +77,8 @@ PUBLISHED = {
 #: the rows: economy (ν, N), network (φ and overrides of the recipe's network), the published row compared with
 ROWS = {
     "linear-identity": dict(nu=1.0, n=128, phi="identity", published="linear-identity"),
-    "linear-identity-49.4K": dict(
-        nu=1.0, n=128, phi="identity", published="linear-identity",
-        network={"hidden_bias": False, "bias_init": "torch"}, solver={"lr": 2e-3},
+    "linear-identity-uncentred": dict(
+        nu=1.0, n=128, phi="identity", published="linear-identity", network={"shift": []}, solver={"lr": 2e-3},
     ),
     "linear-moments": dict(nu=1.0, n=128, phi="moments", published="linear-moments"),
     "linear-relu": dict(nu=1.0, n=128, phi="mlp", published="linear-relu"),
@@ -102,8 +105,8 @@ RECIPES = {
         ("mlp", 1.5): {"lr": 1e-4, "lr_step_epochs": 10, "resimulate_every": 5},
     },
     "tuned": {
-        # ρ with (zero-initialised) hidden biases: 49,921 parameters instead of 49,409 (see the README)
-        ("identity", 1.0): {"network": {"hidden_bias": True, "bias_init": "zeros"}, "lr": 1e-3,
+        # the published network on x − x0_mean (see the module docstring)
+        ("identity", 1.0): {"network": {"shift": [["x", 0.9]]}, "lr": 1e-3,
                             "init_level": "data_policy", "val_every": 32, "val_threshold": 2e-7},
         ("moments", 1.0): {"lr": 3e-4, "init_level": "data_policy"},
         ("mlp", 1.0): {"lr": 1e-3, "init_level": "data_policy", "val_every": 32, "val_threshold": 2e-7},
@@ -122,10 +125,14 @@ def solver_config(row: dict, recipe: str, seed: int) -> dict:
     return config
 
 
-def run_one(name: str, row: dict, recipe: str, seed: int, test_trajectories: int) -> dict:
+def run_one(
+    name: str, row: dict, recipe: str, seed: int, test_trajectories: int, budget: float | None = None
+) -> dict:
+    """Train and judge one seed of one row; ``budget``: at most this many seconds of training (None: the stopping
+    rule only). The returned dict's ``budget_hit`` says whether the budget, not the stopping rule, ended training."""
     economy = hetagents_env.make_economy("Investment-v0", n_agents=row["n"], nu=row["nu"])
     solver = agents.make_solver("euler", economy, solver_config(row, recipe, seed))
-    metrics = solver.train()
+    metrics = solver.train(budget=budget)
     result = agents.evaluate_solver(solver, initial_state="solver", trajectories=test_trajectories, seed=10_000 + seed)
     if row["nu"] == 1.0:
         val_rel = lq_errors(solver.policy, economy, solver.val_states)["rel"]
@@ -140,7 +147,8 @@ def run_one(name: str, row: dict, recipe: str, seed: int, test_trajectories: int
         "epochs": solver.epoch, "steps": solver.step, "params": result.n_params,
         "train": metrics["train_mse"], "val": metrics["val_mse"], "test": result.euler_mse,
         "abs": result.lq_abs_error, "rel": result.lq_rel_error, "val_rel": val_rel,
-        "mean_x_T": result.aggregates["mean_x"]["final_mean"],
+        "mean_x_T": result.aggregates["mean_x"]["final_mean"], "N": row["n"], "budget": budget,
+        "budget_hit": bool(budget is not None and not solver.converged and solver.wall_time >= 0.99 * budget),
     }
 
 
@@ -205,7 +213,12 @@ def markdown_section(results: dict, meta: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def markdown(sections: list[dict]) -> str:
+def markdown(sections: list[dict], machine: dict | None = None) -> str:
+    """The tables of ``sections``; the first line states the machine (``machine``, else the first section's meta)."""
+    if machine is None and sections:
+        meta = sections[0]["meta"]
+        machine = {"machine": meta.get("machine"), "cpu": meta.get("processor"), "cpus": meta.get("cpu_count"),
+                   "threads": meta.get("threads"), "torch": meta.get("torch"), "date": meta.get("date")}
     head = [
         "## Kahou et al. Tables 1–2 on this machine (`benchmarks/kahou_tables.py`)",
         "",
@@ -216,7 +229,8 @@ def markdown(sections: list[dict]) -> str:
         "CPU: CPU seconds of the process over the same time (≈ the wall time on an idle core for a single thread).",
         "",
     ]
-    return "\n".join(head) + "\n" + "\n".join(markdown_section(sec["rows"], sec["meta"]) for sec in sections)
+    body = "\n".join(head) + "\n" + "\n".join(markdown_section(sec["rows"], sec["meta"]) for sec in sections)
+    return with_machine_line({"machine": machine}, body)
 
 
 def run_section(recipe: str, rows: list[str], seeds: int, args) -> dict:
@@ -273,14 +287,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--merge", nargs="+", type=Path, default=None,
                         help="do not run: combine the sections of these result files into the output")
     parser.add_argument("--out", type=Path, default=RESULTS, help="output folder")
-    parser.add_argument("--tag", default="", help="suffix of the output file names (kahou_tables<tag>.json/.md)")
+    parser.add_argument("--tag", default=None,
+                        help="suffix of the output file names (kahou_tables<tag>.json/.md; default '' or '_quick')")
     args = parser.parse_args(argv)
+    if args.tag is None:
+        args.tag = "_quick" if args.quick else ""
+    machine = None
 
     if args.merge:
         sections = [sec for path in args.merge for sec in load_sections(path)]
     else:
         torch.set_num_threads(max(1, args.threads))
         print(f"torch.get_num_threads() = {torch.get_num_threads()}", flush=True)
+        machine = machine_info("cpu")
         seeds = 3 if args.quick and args.seeds == 10 else args.seeds
         sections = []
         for recipe in args.recipe:
@@ -291,8 +310,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args.out.mkdir(parents=True, exist_ok=True)
     out_json = args.out / f"kahou_tables{args.tag}.json"
     out_md = args.out / f"kahou_tables{args.tag}.md"
-    out_json.write_text(json.dumps({"published": PUBLISHED, "sections": sections}, indent=2) + "\n")
-    table = markdown(sections)
+    payload = {"published": PUBLISHED, "sections": sections}
+    if machine is not None:
+        payload["machine"] = machine
+    out_json.write_text(json.dumps(payload, indent=2) + "\n")
+    table = markdown(sections, machine)
     out_md.write_text(table)
     print(table)
     print(f"wrote {out_json} and {out_md}")

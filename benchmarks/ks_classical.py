@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import hetagents_env  # noqa: E402
+from _common import RESULTS, finish_machine, machine_info, result_stem, setup_torch, write_results  # noqa: E402
 from agents.aggregate_law import den_haan  # noqa: E402
 from agents.solvers.krusell_smith import PUBLISHED_ALM, ClassicalKSSolver  # noqa: E402
 
@@ -142,9 +141,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="coarser grid, shorter panel and test path")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    setup_torch(args.threads, "cpu")
+    machine = machine_info("cpu")
     print(f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}")
     quick = {"k_points": 50, "policy_tol": 1e-6, "alm_tol": 1e-6} if args.quick else {}
     test_periods = 2000 if args.quick else 10_000
@@ -154,15 +154,10 @@ def main(argv: list[str] | None = None) -> dict:
         run_case("continuum (histogram)", n_large, {**quick, "simulation": "histogram"}, test_periods),
         run_case("N = 50 (DeepHAM economy)", 50, quick, test_periods),
     ]
-    result = {"benchmark": "ks_classical", "date": date.today().isoformat(), "quick": args.quick,
-              "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__,
-                          "python": platform.python_version(), "cpu": platform.processor() or "cpu"},
-              "published": PUBLISHED, "rows": rows}
-    args.out.mkdir(parents=True, exist_ok=True)
-    name = "ks_classical_quick" if args.quick else "ks_classical"
-    (args.out / f"{name}.json").write_text(json.dumps(result, indent=2))
-    (args.out / f"{name}.md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    result = {"benchmark": "ks_classical", "date": machine["date"][:10], "quick": args.quick,
+              "machine": finish_machine(machine), "published": PUBLISHED, "rows": rows}
+    paths = write_results(args.out, result_stem("ks_classical", args.quick), result, to_markdown(result))
+    print(paths[1].read_text())
     return result
 
 

@@ -1,8 +1,10 @@
-"""RL baselines (PPO, DDPG) against the Euler-residual solver on both economies, under one budget, one judge.
+"""RL baselines (PPO, DDPG, TD3) against DeepHAM and the Euler-residual solver on both economies, under one budget,
+one judge.
 
     python benchmarks/rl_baselines.py [--quick] [--budget 600] [--ks-budget 300] [--agent-steps 30e6]
                                       [--ks-agent-steps 10e6] [--check-every 20]
-                                      [--economies investment ks] [--solvers ppo ddpg euler] [--seed 0]
+                                      [--economies investment ks]
+                                      [--solvers ppo ddpg td3 deepham euler] [--seed 0]
                                       [--threads 1] [--no-bellman] [--no-td0] [--td0-steps 3000]
                                       [--out benchmarks/results]
 
@@ -21,8 +23,11 @@ then judge with
   ≈ 104.3), and (unless ``--no-bellman``) the Bellman error of the RL solvers' own critics with a reduced
   :mod:`agents.bellman` protocol.
 
-The Euler solver runs through ``agents.make_solver("euler", economy)`` with its defaults (published setup for the
-investment economy), capped by the same wall-time budget. ``--quick``: small budgets and judges for CI (about two
+The Euler solver and DeepHAM run through ``agents.make_solver("euler" / "deepham", economy)`` with their defaults
+(Euler: the published setup for the investment economy; DeepHAM: price-taking fictitious play for the investment
+economy, the published run for Krusell–Smith — 10,000 policy steps, far more than the budget allows, so it is cut
+by the wall-time budget), capped by the same wall-time budget (no agent-step cap: they do not simulate through the
+environment). ``--quick``: small budgets and judges for CI (about two
 minutes); it writes ``rl_baselines_quick.*`` so the full results are not overwritten. One torch thread by default:
 on a busy shared machine MKL's thread pool makes small ops slow with 2 threads.
 Writes ``rl_baselines[_quick].json`` and ``.md``.
@@ -34,10 +39,8 @@ import argparse
 import json
 import math
 import os
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -45,16 +48,25 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import agents  # noqa: E402
-import agents.solvers.rl  # noqa: E402,F401  (registers "td0", "ppo", "ddpg")
+import agents.solvers.rl  # noqa: E402,F401  (registers "td0", "ppo", "ddpg", "td3")
 import hetagents_env  # noqa: E402
+from _common import RESULTS, machine_info, result_stem, setup_torch, with_machine_line, write_results  # noqa: E402
 
 ECONOMIES = {"investment": ("Investment-v0", 128), "ks": ("KrusellSmith-v0", 50)}
 TARGET = 0.02
 QUICK_RL = {
     "ppo": {"num_envs": 8, "rollout_steps": 32, "minibatch": 64},
     "ddpg": {"num_envs": 8, "warmup": 16, "batch_size": 16, "log_every": 50},
+    "td3": {"num_envs": 8, "warmup": 16, "batch_size": 16, "log_every": 50},
 }
 QUICK_EULER = {"investment": {"max_epochs": 3}, "ks": {"max_epochs": 2, "train_trajectories": 16}}
+QUICK_DEEPHAM = {
+    "investment": {"steps": 20, "value": {"epochs": 5}},
+    "ks": {"batch_size": 16, "horizon": 30, "burn_in": 100, "ergodic_economies": 16, "ergodic_periods": 40,
+           "val_every": 10, "val_economies": 8, "value_every": 20,
+           "value": {"economies": 16, "periods": 200, "horizon": 100, "start_every": 25, "epochs": 5}},
+}
+SOLVERS = ["ppo", "ddpg", "td3", "deepham", "euler"]
 ERGODIC = {"economies": 32, "burn_in": 1000, "periods": 2000}
 BELLMAN = {"economies": 16, "burn_in": 1000, "periods": 400, "samples": 10, "z_draws": 0}
 QUICK_ERGODIC = {"economies": 8, "burn_in": 100, "periods": 200}
@@ -71,8 +83,9 @@ def load() -> list[float]:
 
 
 def solver_config(name: str, economy_key: str, args) -> dict:
-    if name == "euler":
-        return dict(QUICK_EULER[economy_key]) if args.quick else {}
+    if name in ("euler", "deepham"):  # their defaults; no agent-step cap (no environment steps)
+        quick = QUICK_EULER if name == "euler" else QUICK_DEEPHAM
+        return dict(quick[economy_key]) if args.quick else {}
     config = {"seed": args.seed}
     agent_steps = args.agent_steps if economy_key == "investment" else args.ks_agent_steps
     if agent_steps:
@@ -189,7 +202,7 @@ def steps_text(row: dict) -> str:
 def to_markdown(result: dict) -> str:
     m = result["machine"]
     lines = [
-        f"RL baselines vs the Euler solver — {'quick (CI) run, ' if result['quick'] else ''}"
+        f"RL baselines vs DeepHAM and the Euler solver — {'quick (CI) run, ' if result['quick'] else ''}"
         f"{m['threads']} torch thread(s), load average {m['load_start'][0]:.1f} → {m['load_end'][0]:.1f} on "
         f"{m['cpus']} shared CPUs, torch {m['torch']}, {result['date']}. Budgets: {result['budget']} s (investment), "
         f"{result['ks_budget']} s (Krusell–Smith) of wall time per solver"
@@ -199,6 +212,8 @@ def to_markdown(result: dict) -> str:
         "common random numbers.",
         "",
     ]
+    if result.get("note"):  # e.g. how a merged run was produced (see --merge)
+        lines += [result["note"], ""]
     inv = [r for r in result["rows"] if r["economy"] == "investment"]
     if inv:
         lines += [
@@ -264,18 +279,32 @@ def main(argv: list[str] | None = None) -> dict:
                         help="environment agent-step budget per RL solver, Krusell-Smith (10e6; 0: none)")
     parser.add_argument("--check-every", type=float, default=None, help="seconds of training between judge checks")
     parser.add_argument("--economies", nargs="+", default=["investment", "ks"], choices=sorted(ECONOMIES))
-    parser.add_argument("--solvers", nargs="+", default=["ppo", "ddpg", "euler"])
+    parser.add_argument("--solvers", nargs="+", default=SOLVERS, choices=SOLVERS)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--no-bellman", dest="bellman", action="store_false")
     parser.add_argument("--no-td0", dest="td0", action="store_false", help="skip the TD(0) value check")
     parser.add_argument("--td0-steps", type=int, default=3000)
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--render", metavar="JSON", help="only re-write the markdown of an existing result file")
+    parser.add_argument("--merge", metavar="JSON", nargs="+",
+                        help="with --render: first merge the rows (and TD(0)) of these result files into it")
+    parser.add_argument("--note", help="with --render: a sentence printed under the header")
     args = parser.parse_args(argv)
     if args.render:
         result = json.loads(Path(args.render).read_text())
-        md = to_markdown(result)
+        for other in map(json.loads, map(Path.read_text, map(Path, args.merge or []))):
+            result["rows"] += other["rows"]
+            result["td0"] = result.get("td0") or other.get("td0")
+            for key in ("budget", "ks_budget", "agent_steps", "ks_agent_steps"):
+                result[key] = max(result[key], other[key])
+            for key in ("load_end", "load_average_after"):
+                result["machine"][key] = max(result["machine"][key], other["machine"][key])
+        if args.note:
+            result["note"] = args.note
+        if args.merge or args.note:
+            Path(args.render).write_text(json.dumps(result, indent=2))
+        md = with_machine_line(result, to_markdown(result))
         Path(args.render).with_suffix(".md").write_text(md)
         print(md)
         return result
@@ -284,27 +313,22 @@ def main(argv: list[str] | None = None) -> dict:
     args.agent_steps = int(args.agent_steps if args.agent_steps is not None else (0 if args.quick else 30e6))
     args.ks_agent_steps = int(args.ks_agent_steps if args.ks_agent_steps is not None else (0 if args.quick else 10e6))
     args.check_every = args.check_every if args.check_every is not None else (5.0 if args.quick else 20.0)
-    torch.set_num_threads(args.threads)
+    setup_torch(args.threads, "cpu")
+    machine = machine_info("cpu")
     print(f"torch {torch.__version__}, torch.get_num_threads() = {torch.get_num_threads()}, "
           f"load average {load()}", flush=True)
     load_start = load()
     td0 = run_td0(args) if args.td0 else None
     rows = [run(name, key, args) for key in args.economies for name in args.solvers]
     result = {
-        "benchmark": "rl_baselines", "date": date.today().isoformat(), "quick": args.quick, "budget": args.budget,
+        "benchmark": "rl_baselines", "date": machine["date"][:10], "quick": args.quick, "budget": args.budget,
         "ks_budget": args.ks_budget, "agent_steps": args.agent_steps, "ks_agent_steps": args.ks_agent_steps,
         "seed": args.seed, "ergodic_sizes": sizes(args)[0], "bellman_sizes": sizes(args)[1],
-        "machine": {"threads": torch.get_num_threads(), "torch": torch.__version__, "cpus": os.cpu_count(),
-                    "platform": platform.platform(), "load_start": load_start, "load_end": load()},
+        "machine": {**machine, "load_start": load_start, "load_end": load(), "load_average_after": load()},
         "td0": td0, "rows": rows,
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "rl_baselines_quick" if args.quick else "rl_baselines"
-    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
-    md = to_markdown(result)
-    (out / f"{stem}.md").write_text(md)
-    print(md)
+    paths = write_results(args.out, result_stem("rl_baselines", args.quick), result, to_markdown(result))
+    print(paths[1].read_text())
     return result
 
 

@@ -5,7 +5,7 @@ functions (``initial_state``, ``sample_shocks``, ``transition``, ``reward``, ``o
 """
 
 from .core import Economy, Policy
-from .env import EconomyEnv
+from .env import EconomyEnv, FusedStep
 from .investment import InvestmentEconomy, InvestmentParams
 from .krusell_smith import KrusellSmithEconomy, KrusellSmithParams
 from .registry import economy_class, list_envs, make, make_economy
@@ -19,6 +19,7 @@ _register_gymnasium_envs()
 __all__ = [
     "Economy",
     "EconomyEnv",
+    "FusedStep",
     "InvestmentEconomy",
     "InvestmentParams",
     "KrusellSmithEconomy",

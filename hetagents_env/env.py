@@ -7,6 +7,12 @@ tensors on the economy's device: ``obs`` is ``economy.observe(state)`` (a Tensor
 ``reset(options={"reset_mask": mask})``.
 
 All randomness comes from the env's own ``torch.Generator`` (``env.rng``); torch's global RNG is never touched.
+
+The step's hot path is :class:`FusedStep`: the period's shocks are drawn into a buffer allocated once (no shock
+arrays per step; the draws are exactly those of ``economy.sample_shocks``), then ``transition_and_reward`` runs
+eagerly or ``torch.compile``-d (inductor fuses the elementwise maths into one pass over memory). The state and the
+reward are fresh tensors every step (observations are views of the state, so updating it in place would change
+observations the caller still holds); the economy's pure, differentiable ``transition`` is untouched.
 """
 
 from __future__ import annotations
@@ -20,6 +26,35 @@ from .core import Economy
 from .params import check_count
 
 
+class FusedStep:
+    """One period of ``num_envs`` economies: ``(next_state, reward) = step(state, action, generator)``.
+
+    Shocks go into a preallocated buffer (``economy.shock_buffer``) via ``sample_shocks(..., out=)``, then the
+    economy's own ``transition_and_reward`` runs, through ``torch.compile`` when ``compile=True``. Same generator
+    state -> the same next state and reward as ``economy.step`` (bit for bit eagerly; compiled to rounding). When
+    gradients are being recorded for the action, fresh shock tensors are drawn instead (a reused buffer must not be
+    overwritten while autograd may hold it).
+    """
+
+    def __init__(self, economy: Economy, num_envs: int, *, compile: bool = False) -> None:
+        self.economy = economy
+        self.num_envs = check_count("num_envs", num_envs)
+        self.shocks = economy.shock_buffer(self.num_envs)
+        self.compiled = bool(compile)
+        self.transition_and_reward = (
+            torch.compile(economy.transition_and_reward, dynamic=False) if compile else economy.transition_and_reward
+        )
+
+    def __call__(
+        self, state: TensorDict, action: torch.Tensor, generator: torch.Generator | None
+    ) -> tuple[TensorDict, torch.Tensor]:
+        if torch.is_grad_enabled() and action.requires_grad:
+            shocks = self.economy.sample_shocks(state, generator)
+        else:
+            shocks = self.economy.sample_shocks(state, generator, out=self.shocks)
+        return self.transition_and_reward(state, action, shocks)
+
+
 class EconomyEnv:
     """``num_envs`` copies of ``economy`` stepped together.
 
@@ -30,7 +65,8 @@ class EconomyEnv:
         max_episode_steps: truncate after this many steps (``None``: never).
         check_actions: validate every action (shape, dtype, device, finiteness); turn off in hot loops.
         compile: run the economy's ``transition_and_reward`` through ``torch.compile`` (fuses the elementwise maths
-            into one pass; pays off for large B·N after a one-off compilation of a few seconds).
+            into one pass; pays off for large B·N after a one-off compilation of a few seconds). Either way the
+            shocks are drawn into a preallocated buffer (:class:`FusedStep`).
     """
 
     def __init__(
@@ -47,9 +83,7 @@ class EconomyEnv:
         self.num_envs = check_count("num_envs", num_envs)
         self.max_episode_steps = None if max_episode_steps is None else check_count("max_episode_steps", max_episode_steps)
         self.check_actions = check_actions
-        self._transition_and_reward = (
-            torch.compile(economy.transition_and_reward, dynamic=False) if compile else economy.transition_and_reward
-        )
+        self._step = FusedStep(economy, self.num_envs, compile=compile)
         self.rng = economy.generator(seed)
         self._seed_pending = seed is None  # first reset without a seed keeps the non-deterministic seed
         self._state: TensorDict | None = None
@@ -104,8 +138,7 @@ class EconomyEnv:
         state = self.state
         if self.check_actions:
             self.economy.check_action(action, self.num_envs)
-        shocks = self.economy.sample_shocks(state, self.rng)
-        next_state, reward = self._transition_and_reward(state, action, shocks)
+        next_state, reward = self._step(state, action, self.rng)
         self._state = next_state
         self.elapsed_steps += 1
         terminated = torch.zeros(self.num_envs, dtype=torch.bool, device=self.device)

@@ -14,10 +14,10 @@ from agents.config import ConfigError
 from agents.evaluate import lq_errors
 from agents.solvers import EulerConfig, EulerSolver, list_solvers, make_solver
 
-#: the benchmark's φ(Identity) recipe: ρ with zero-initialised hidden biases, the output level started at the data
-#: policy's mean action, validation every 32 steps, a 2e-7 stopping threshold
+#: the benchmark's φ(Identity) recipe: the published network (49,409 parameters) on x − 0.9, the output level
+#: started at the data policy's mean action, validation every 32 steps, a 2e-7 stopping threshold
 FAST_IDENTITY = {
-    "network": {"phi": "identity", "hidden_bias": True, "bias_init": "zeros"},
+    "network": {"phi": "identity", "shift": [["x", 0.9]]},
     "init_level": "data_policy",
     "lr": 1e-3,
     "val_every": 32,
@@ -65,6 +65,31 @@ def test_krusell_smith_solve_lowers_the_residual():
     after = solver.mse(fixed)
     assert after < 0.5 * before, (before, after)
     assert solver.step == 25
+
+
+def test_anchor_band_rescales_the_paths_capital_and_keeps_its_shape():
+    economy = small_ks()
+    k_ss = economy.params.steady_state_capital
+    solver = make_solver("euler", economy, {"seed": 3, "train_trajectories": 64, "horizon": 0,
+                                            "anchor_band": (0.5, 2.0), "anchor_fraction": 1.0})
+    K = solver.train_states["k"].mean(-1) / k_ss
+    assert float(K.min()) >= 0.5 - 1e-5 and float(K.max()) <= 2.0 + 1e-5
+    assert float(K.max() - K.min()) > 0.5  # spread over the band, not one level
+    # continuing paths: the previous end states are rescaled, each economy's cross-section keeps its shape
+    ends = solver._ends["train"]
+    again = solver._anchor(ends)
+    ratio = again["k"] / ends["k"]
+    assert torch.allclose(ratio, ratio[:, :1].expand_as(ratio), rtol=1e-5)
+    # anchor_fraction = 0: nothing moves
+    still = make_solver("euler", economy, {"seed": 3, "horizon": 0, "anchor_band": (0.5, 2.0),
+                                           "anchor_fraction": 0.0})
+    assert torch.allclose(still.train_states["k"], torch.full_like(still.train_states["k"], k_ss))
+
+
+@pytest.mark.parametrize("band", [(0.0, 2.0), (2.0, 1.0), (0.5, float("inf"))])
+def test_bad_anchor_band(band):
+    with pytest.raises(ConfigError, match="anchor_band"):
+        EulerConfig(anchor_band=band)
 
 
 def test_nonlinear_model_uses_the_linear_lq_data_and_resimulates():

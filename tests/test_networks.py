@@ -235,6 +235,7 @@ def test_callable_policy_module():
         ({"rho_widths": [128, "x"]}, "rho_widths"),
         ({"hidden_bias": "yes"}, "hidden_bias"),
         ({"scale": [["k", -1.0]]}, "scale"),
+        ({"shift": [["x", float("inf")]]}, "shift"),
     ],
 )
 def test_bad_config_names_the_key(bad, words):
@@ -242,6 +243,42 @@ def test_bad_config_names_the_key(bad, words):
         DeepSetsConfig.from_dict(bad)
 
 
+def test_shift_centres_the_input_before_scaling():
+    economy = hetagents_env.make_economy("KrusellSmith-v0", n_agents=8)
+    k_ss = economy.params.steady_state_capital
+    state = economy.initial_state(3, economy.generator(0))
+    state["k"] = state["k"] * torch.linspace(0.5, 1.5, 8)
+    shifted = make_actor(economy, DeepSetsConfig(phi="mlp", hidden_bias=True, shift=(("k", 10.0),)), seed=4)
+    plain = make_actor(economy, DeepSetsConfig(phi="mlp", hidden_bias=True), seed=4)
+    moved = state.clone()
+    moved["k"] = state["k"] - 10.0
+    assert torch.allclose(shifted(state), plain(moved))  # (k − 10) / k_ss, the economy's default scale kept
+    assert shifted.features.scale == (("k", k_ss),)
+
+
 def test_config_round_trip():
     config = published_config("moments", powers=(1, 2), rho_widths=(64, 64))
     assert DeepSetsConfig.from_dict(config.to_dict()) == config
+
+
+# ---------------------------------------------------------------------------------------------- public pieces
+def test_public_pieces_reproduce_forward():
+    """``agent_features`` averages to ``summary``; ``forward_with_summary`` with that summary is ``forward``;
+    ``set_output_dim`` gives every agent a vector."""
+    from agents.networks import DeepSets, DeepSetsConfig, Features
+
+    features = Features(set=("k", "e"), own=("k", "e"), aggregate=("z",), scale=())
+    g = torch.Generator().manual_seed(0)
+    state = TensorDict({"k": torch.rand(3, 7, generator=g), "e": torch.rand(3, 7, generator=g),
+                        "z": torch.rand(3, generator=g)}, batch_size=[3])
+    for phi in ("identity", "moments", "mlp"):
+        net = DeepSets(features, DeepSetsConfig(phi=phi, latent=3, phi_widths=(8,), rho_widths=(8,), scale=()))
+        summary = net.summary(state)
+        torch.testing.assert_close(net.agent_features(state).mean(-2), summary)
+        torch.testing.assert_close(net.forward_with_summary(state, summary), net(state))
+        assert net.output_layer is net.rho[-1]
+        net.set_output_dim(3, seed=0, bias=(1.0, 2.0, 3.0))
+        out = net(state)
+        assert out.shape == (3, 7, 3)
+        torch.testing.assert_close(net.output_layer.bias.detach(), torch.tensor([1.0, 2.0, 3.0]))
+        torch.testing.assert_close(net.forward_with_summary(state, summary), out)

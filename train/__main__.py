@@ -6,6 +6,7 @@
     python -m train --resume runs/ks-ref                       # continue a run from its last checkpoint
     python -m train --validate configs/*.yaml                  # check configs, run nothing
     python -m train configs/ks_euler.yaml --print-config       # the fully resolved config
+    torchrun --standalone --nproc_per_node=2 -m train configs/investment_linear_euler_identity.yaml   # data-parallel
 
 Exit codes: 0 ok; 1 unexpected error; 2 bad config; 3 NaN/inf loss (last good checkpoint kept); 4 not converged
 within the steps/budget; 130 interrupted. Failures print one line ``error: <reason>`` on stderr.
@@ -93,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_ERROR
     if result.exit_code != EXIT_OK:
         _error(result.message)
-    else:
+    elif result.message:  # (empty on the processes of a distributed run other than rank 0)
         print(result.message)
     return result.exit_code
 

@@ -8,6 +8,9 @@ A config has five sections (see ``configs/*.yaml``)::
     logger:  {mode: null, project: hetagents, every: 1}                 # Weights & Biases, metrics.jsonl, progress bar
     run:     {seed: 0, device: cpu, dtype: float32, threads: 1, output_dir: runs, steps: null, budget: null}
 
+The same command under ``torchrun --nproc_per_node=K -m train CONFIG ...`` trains data-parallel on K processes
+(see :mod:`agents.distributed`; ``run.dist_timeout`` bounds how long one waits for the others).
+
 Validation, all before any economy is simulated or any network trained:
 
 * ``env``, ``eval``, ``logger`` and ``run`` against OmegaConf structured configs (the dataclasses below): an unknown
@@ -161,6 +164,8 @@ class RunSection:
     """total training wall time in seconds (null: none)"""
     require_convergence: bool = True
     """a solver that reports ``converged = False`` at the end makes the run fail (exit code 4)"""
+    dist_timeout: float = 30.0
+    """torchrun (distributed) runs: minutes a process waits for the others in a collective before it fails"""
 
 
 @dataclasses.dataclass
@@ -227,12 +232,14 @@ class Experiment:
     def device(self) -> torch.device:
         return resolve_device(self.run.device)
 
-    def economy(self):
-        """A fresh economy of the config (pure functions; nothing is simulated)."""
+    def economy(self, device: torch.device | str | None = None):
+        """A fresh economy of the config (pure functions; nothing is simulated), on ``device`` (None: the config's;
+        a distributed run passes each process's own GPU)."""
         import hetagents_env
 
         return hetagents_env.make_economy(
-            self.env.id, n_agents=self.env.n_agents, device=self.device, dtype=self.dtype, **self.env.params
+            self.env.id, n_agents=self.env.n_agents, device=self.device if device is None else device,
+            dtype=self.dtype, **self.env.params,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -352,6 +359,9 @@ def _check_ranges(name: str, typed: ExperimentSchema) -> None:
         value = getattr(getattr(typed, section), field)
         if value is not None and value < minimum:
             raise ConfigFileError(name, key, f"{value!r} is out of range: allowed integers >= {minimum}")
+    if not typed.run.dist_timeout > 0:
+        raise ConfigFileError(name, "run.dist_timeout", f"{typed.run.dist_timeout!r} must be a positive number of "
+                                                        "minutes")
     if typed.run.budget is not None and not typed.run.budget > 0:
         raise ConfigFileError(name, "run.budget", f"{typed.run.budget!r} must be a positive number of seconds")
     band = typed.eval.band

@@ -13,6 +13,11 @@ The run directory (``<run.output_dir>/<run.name or config-name-timestamp>``)::
 Exit codes: 0 ok; 1 unexpected error; 2 bad config; 3 NaN/inf loss or parameters (the last good checkpoint is
 kept); 4 not converged within the steps/budget (``run.require_convergence``; everything is still written);
 130 interrupted.
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1; see :mod:`agents.distributed`) the run is data-parallel: every process
+trains (its own simulated economies, gradients averaged by DistributedDataParallel, the same stopping decisions);
+only rank 0 creates the run directory, logs, checkpoints and runs the judge. The solver must support it (euler,
+deepham); ``--resume`` is refused (a checkpoint holds rank 0's data stream only).
 """
 
 from __future__ import annotations
@@ -60,7 +65,8 @@ class TrainError(RuntimeError):
 
 @dataclasses.dataclass
 class RunResult:
-    run_dir: Path
+    run_dir: Path | None
+    """None on the processes of a distributed run other than rank 0"""
     status: str
     """ok, not_converged, nonfinite, interrupted"""
     exit_code: int
@@ -277,18 +283,92 @@ def run_experiment(
     Raises :class:`~train.config.ConfigFileError` (bad config / not resumable) before anything runs and
     :class:`TrainError` for unexpected errors; NaN, non-convergence and interruption are returned as a
     :class:`RunResult` with the exit code (everything that could be written is written).
-    """
-    import agents
-    from tqdm.auto import tqdm
 
-    out = out or sys.stdout
+    Launched by torchrun (``WORLD_SIZE`` > 1), it starts the process group (NCCL on CUDA, gloo on CPU), trains
+    data-parallel, and destroys the group at the end; the processes other than rank 0 only train and return a
+    :class:`RunResult` without a run directory.
+    """
+    from agents import distributed
+
     if exp.solver_config is None:
         raise ConfigFileError(exp.path, "solver", "the solver section was not validated")
+    if distributed.launched():
+        _check_distributable(exp, resume)
+    started = distributed.init_from_env(exp.device, timeout_minutes=exp.run.dist_timeout)
+    try:
+        if distributed.is_distributed() and not distributed.is_main():
+            return _train_worker(exp)
+        return _run_main(exp, resume=resume, out=out, figures=figures)
+    finally:
+        if started:
+            distributed.destroy()
+
+
+def _check_distributable(exp: Experiment, resume) -> None:
+    from agents.solvers import SOLVERS
+
+    if resume is not None:
+        raise ConfigFileError("command line", None, "--resume is not supported under torchrun (a checkpoint holds "
+                                                    "rank 0's data stream only): resume in a single process")
+    cls = SOLVERS[exp.solver_name]
+    if not cls.supports_distributed:
+        known = ", ".join(sorted(name for name, c in SOLVERS.items() if c.supports_distributed))
+        raise ConfigFileError(exp.path, "solver.name", f"solver {exp.solver_name!r} cannot train distributed "
+                                                       f"(torchrun); solvers that can: {known}")
+
+
+def _remaining(exp: Experiment, solver, start_step: int) -> tuple[int | None, float | None]:
+    """(steps, budget) left to train after ``start_step`` steps and ``solver.wall_time`` seconds."""
+    steps = None if exp.run.steps is None else max(0, exp.run.steps - start_step)
+    budget = None if exp.run.budget is None else exp.run.budget - solver.wall_time
+    if budget is not None and budget <= 0:
+        steps, budget = 0, None
+    return steps, budget
+
+
+def _make_solver(exp: Experiment):
+    """The solver of ``exp`` on this process's device, after seeding the global RNGs."""
+    import agents
+    from agents import distributed
+
+    torch.set_num_threads(exp.run.threads)
+    seed_everything(exp.run.seed)
+    economy = exp.economy(device=distributed.process_device(exp.device))
+    return agents.make_solver(exp.solver_name, economy, exp.solver_config)
+
+
+def _train_worker(exp: Experiment) -> RunResult:
+    """A distributed run's rank r > 0: train in step with the others, write nothing."""
+    from agents import distributed
+
+    solver = _make_solver(exp)
+    steps, budget = _remaining(exp, solver, 0)
+    try:
+        final = solver.train(steps, budget=budget)
+    except Exception as err:
+        raise TrainError(f"rank {distributed.rank()}: {type(err).__name__}: {err}") from err
+    return RunResult(None, "ok", EXIT_OK, "", solver=solver, history=list(solver.history), final_metrics=final,
+                     step=_step_of(final, 0), wall_time=solver.wall_time)
+
+
+def _run_main(
+    exp: Experiment,
+    *,
+    resume: str | os.PathLike | None = None,
+    out: TextIO | None = None,
+    figures: bool | None = None,
+) -> RunResult:
+    """The run of a single process, or of rank 0 of a distributed one (run directory, logs, judge)."""
+    from tqdm.auto import tqdm
+
+    import agents
+    from agents import distributed
+
+    out = out or sys.stdout
     try:
         resolve_mode(exp.logger.mode.value if exp.logger.mode is not None else None)
     except ValueError as err:
         raise ConfigFileError(exp.path, "logger.mode", str(err)) from None
-    torch.set_num_threads(exp.run.threads)
     if resume is not None:
         run_dir = Path(resume)
         check_resumable(exp, run_dir)
@@ -299,9 +379,13 @@ def run_experiment(
     _write_text(run_dir / "config.yaml", exp.to_yaml())
     figures = exp.logger.figures if figures is None else figures
 
-    seed_everything(exp.run.seed)
-    economy = exp.economy()
-    solver = agents.make_solver(exp.solver_name, economy, exp.solver_config)
+    solver = _make_solver(exp)
+    economy = solver.economy
+    world = distributed.world_size()
+    if world > 1:
+        batch = getattr(solver.config, "batch_size", None)
+        say(f"distributed: {world} processes ({distributed.dist.get_backend()}), each simulating its own economies"
+            + (f"; global batch = {world} × {batch} = {world * batch}" if batch else ""))
     ckpts = CheckpointDir(run_dir / "checkpoints", keep=exp.run.keep_checkpoints)
     metrics_file = MetricsFile(run_dir / "metrics.jsonl")
     start_step, last_good = 0, None
@@ -331,10 +415,7 @@ def run_experiment(
 
     state = {"step": start_step, "count": 0, "last_ckpt": start_step, "failure": None, "pending": None,
              "progress_done": 0}
-    remaining_steps = None if exp.run.steps is None else max(0, exp.run.steps - start_step)
-    remaining_budget = None if exp.run.budget is None else exp.run.budget - solver.wall_time
-    if remaining_budget is not None and remaining_budget <= 0:
-        remaining_steps, remaining_budget = 0, None
+    remaining_steps, remaining_budget = _remaining(exp, solver, start_step)
     bar = tqdm(total=None if remaining_steps is None else start_step + remaining_steps, initial=start_step,
                unit="step", dynamic_ncols=True, file=sys.stderr, disable=not exp.logger.progress, mininterval=0.25,
                desc=f"{exp.solver_name}", leave=True)
@@ -457,7 +538,7 @@ def run_experiment(
             "steps_this_session": step - start_step,
             "wall_time": solver.wall_time, "converged": converged, "final_metrics": jsonable(final),
             "judge": judge_scalars(result), "checkpoint": str(checkpoint),
-            "figures": {k: str(v) for k, v in fig_paths.items()}, "wandb_mode": wandb.mode,
+            "figures": {k: str(v) for k, v in fig_paths.items()}, "wandb_mode": wandb.mode, "world_size": world,
         }
         wandb.summary({**{f"final/{k}": v for k, v in jsonable(final).items()},
                        **{f"judge/{k}": v for k, v in judge_scalars(result).items()}, "status": status})

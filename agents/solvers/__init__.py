@@ -10,4 +10,4 @@ from .krusell_smith import ClassicalKSConfig, ClassicalKSSolver
 
 __all__ = ["SOLVERS", "ClassicalKSConfig", "ClassicalKSSolver", "EulerConfig", "EulerSolver", "Solver", "list_solvers", "make_solver", "register_solver"]
 from .deepham import DeepHAMConfig, DeepHAMSolver  # noqa: E402,F401  (registers "deepham")
-from .rl import DDPGSolver, PPOSolver, TD0Solver  # noqa: E402,F401  (registers "td0", "ppo", "ddpg")
+from .rl import DDPGSolver, PPOSolver, TD0Solver, TD3Solver  # noqa: E402,F401  (registers "td0", "ppo", "ddpg", "td3")

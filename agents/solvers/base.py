@@ -15,6 +15,10 @@ A solver is built as ``Solver(economy, config)`` and then
 * ``solver.metrics`` the latest metrics, ``solver.history`` the list of all logged metrics;
 * ``solver.initial_state`` the state the solver's simulations start from, if it has one (the judge may reuse it).
 
+Under torchrun a solver with ``supports_distributed = True`` trains data-parallel (:mod:`agents.distributed`):
+every process calls ``train`` with the same arguments, simulates its own data, and takes every stopping decision
+identically (``_log`` all-reduces the callback's stop; rank 0 alone passes a callback).
+
 The command line and the judge use nothing else. Adding a solver = a subclass decorated with
 ``@register_solver("name")`` and a :class:`~agents.config.Config` subclass for its settings.
 """
@@ -32,6 +36,7 @@ from torch import nn
 
 from hetagents_env.core import Economy
 
+from .. import distributed
 from ..config import Config, ConfigError
 
 Callback = Callable[[dict[str, Any]], Any]
@@ -74,6 +79,8 @@ class Solver(abc.ABC):
 
     name: ClassVar[str] = "solver"
     Config: ClassVar[type[Config]] = Config
+    #: trains data-parallel under torchrun (see :mod:`agents.distributed`); others refuse a distributed run
+    supports_distributed: ClassVar[bool] = False
 
     policy: nn.Module
     value: nn.Module | None = None
@@ -143,16 +150,19 @@ class Solver(abc.ABC):
         return self.wall_time + running
 
     def _log(self, metrics: dict[str, Any], callback: Callback | None) -> bool:
-        """Record ``metrics``; returns True when the callback asks to stop. Callback time is not counted."""
+        """Record ``metrics``; returns True when the callback asks to stop (on any process of a distributed run:
+        every process must call this at the same points). Callback time is not counted."""
         self.metrics = metrics
         self.history.append(metrics)
-        if callback is None:
-            return False
-        self._stop_clock()
-        try:
-            return bool(callback(metrics))
-        finally:
-            self._start_clock()
+        stop = False
+        if callback is not None:
+            self._stop_clock()
+            try:
+                stop = bool(callback(metrics))
+            finally:
+                self._start_clock()
+        # distributed runs: one process's stop (e.g. rank 0's callback) stops them all, at the same step
+        return distributed.any_flag(stop)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.economy!r}, config={self.config!r})"

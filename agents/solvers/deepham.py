@@ -55,6 +55,11 @@ critics see x. The *value targets* are standardised with statistics recomputed o
 unchanged, then re-calibrated by a least-squares affine map onto the new targets), so an unrepresentative first
 data set cannot freeze a bad scale and a warm-started refit never starts many standard deviations off.
 
+Distributed (under torchrun, :mod:`agents.distributed`): each process simulates its own ergodic set, start states
+and shocks (its own seed stream); ``batch_size`` is per process; the policy step runs through
+DistributedDataParallel (gradients averaged); the value regression runs on rank 0 and its critics are broadcast;
+logged metrics are means over the processes.
+
 Speed notes: ``fast_tanh`` evaluates tanh as 2σ(2x) − 1 with a hand-written backward (2–4× faster than
 ``torch.tanh`` on CPU, same function); the no-grad forward of the peers reuses the learner's population summary;
 the shocks of a whole unroll are drawn before it; nothing loops over agents, economies or critics in Python.
@@ -73,6 +78,7 @@ from torch import nn
 
 from hetagents_env.core import Economy, Policy
 
+from .. import distributed
 from ..config import Config, ConfigError, interval
 from ..networks import DeepSets, DeepSetsConfig, Features, default_features, make_actor
 from .base import Callback, Progress, Solver, check_budget, register_solver
@@ -656,6 +662,7 @@ class DeepHAMSolver(Solver):
 
     Config = DeepHAMConfig
     config: DeepHAMConfig
+    supports_distributed = True
 
     @classmethod
     def default_config(cls, economy: Economy) -> DeepHAMConfig:
@@ -685,6 +692,7 @@ class DeepHAMSolver(Solver):
             if economy.env_id not in ("KrusellSmith-v0", "Investment-v0"):
                 raise ConfigError(f"price_taker = true is not implemented for {economy.env_id}")
         self.rng = economy.generator(cfg.seed)
+        distributed.reseed(self.rng, cfg.seed)  # distributed runs: each process simulates its own economies
         self.beta = float(economy.params.beta)
         self.actor = make_actor(economy, self._actor_config(economy), seed=cfg.seed)
         if cfg.fast_tanh:
@@ -784,13 +792,22 @@ class DeepHAMSolver(Solver):
 
     # ------------------------------------------------------------------ value learning
     def fit_value(self) -> dict[str, float]:
-        """Step 2: simulate the current policy from the ergodic set and regress the critics on the truncated sums."""
+        """Step 2: simulate the current policy from the ergodic set and regress the critics on the truncated sums.
+
+        Distributed runs: rank 0 fits (on its own simulations), the other processes receive its critics."""
         cfg = self.config.value
-        start = self._draw_starts(cfg.economies, fresh=True)
-        states, targets = value_dataset(self.sim, self._no_grad_policy, start, cfg, self.rng)
-        metrics = fit_ensemble(self.value, states, targets, cfg, self.rng, self.value_optimizer)
+        metrics = None
+        if distributed.is_main():
+            start = self._draw_starts(cfg.economies, fresh=True)
+            states, targets = value_dataset(self.sim, self._no_grad_policy, start, cfg, self.rng)
+            metrics = fit_ensemble(self.value, states, targets, cfg, self.rng, self.value_optimizer)
+            metrics["value_samples"] = int(targets.numel())
+        if distributed.is_distributed():
+            distributed.broadcast_module_state(self.value)
+            metrics = distributed.broadcast_object(metrics)
         self.value_fits += 1
-        self.value_metrics = {**metrics, "value_fits": self.value_fits, "value_samples": int(targets.numel())}
+        samples = metrics.pop("value_samples")
+        self.value_metrics = {**metrics, "value_fits": self.value_fits, "value_samples": samples}
         return self.value_metrics
 
     @torch.no_grad()
@@ -871,6 +888,7 @@ class DeepHAMSolver(Solver):
         steps, budget = check_budget(steps, budget)
         cfg = self.config
         total = max(0, cfg.steps - self.step) if steps is None else steps
+        loss_of = self._loss_function()
         self._start_clock()
         deadline = None if budget is None else self._elapsed() + budget
         try:
@@ -884,7 +902,7 @@ class DeepHAMSolver(Solver):
                 for group in self.optimizer.param_groups:
                     group["lr"] = self.lr_at(self.step)
                 # --- 3. one Adam step on −mean J along simulated paths
-                loss = -self.objective(self._draw_starts(cfg.batch_size))
+                loss = loss_of(self._draw_starts(cfg.batch_size))
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip is not None:
@@ -895,7 +913,9 @@ class DeepHAMSolver(Solver):
                 done += 1
                 if progress is not None:
                     progress(done, total)
-                last = done == total or (deadline is not None and self._elapsed() >= deadline)
+                # the budget: rank 0's clock decides for every process
+                out_of_time = deadline is not None and distributed.broadcast_flag(self._elapsed() >= deadline)
+                last = done == total or out_of_time
                 if self.step % cfg.val_every == 0 or last:
                     if self._log(self._metrics(objective), callback):
                         break
@@ -909,14 +929,30 @@ class DeepHAMSolver(Solver):
         return self.metrics
 
     _last_fit_step = -1
+    _ddp = None
+
+    def _loss_function(self):
+        """start states -> −mean J; in a distributed run through DistributedDataParallel (the whole unroll is one
+        forward of one module; the actor's gradients are averaged over the processes)."""
+        def loss(start: TensorDict) -> torch.Tensor:
+            return -self.objective(start)
+
+        if not distributed.is_distributed():
+            return loss
+        if self._ddp is None:
+            self._ddp = distributed.wrap_loss(self.actor, loss)
+        return self._ddp
 
     def _metrics(self, objective: float) -> dict[str, Any]:
         agg = self.sim.aggregates(self.starts)
         first = next(iter(agg))
-        return {
-            "step": self.step, "lr": self.lr_at(self.step), "train_objective": objective, **self.validate(),
-            f"ergodic_{first}": float(agg[first].mean()), **self.value_metrics, "wall_time": self._elapsed(),
-        }
+        # distributed runs: the mean over the processes (the objective of the global batch, validation on the
+        # union of the processes' validation economies)
+        local = distributed.all_reduce_mean_dict(
+            {"train_objective": objective, **self.validate(), f"ergodic_{first}": float(agg[first].mean())}
+        )
+        return {"step": self.step, "lr": self.lr_at(self.step), **local, **self.value_metrics,
+                "wall_time": self._elapsed()}
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:

@@ -11,6 +11,8 @@ Registered solvers:
 * ``"ddpg"`` (:mod:`.ddpg`): DDPG — torchrl ``Collector``, ``TensorDictReplayBuffer``, ``DDPGLoss`` and
   ``SoftUpdate``; deterministic DeepSets actor and a per-agent critic Q(s_i, a_i, φ̄) that sees only the agent's own
   action.
+* ``"td3"`` (:mod:`.td3`): TD3 — the DDPG solver with torchrl's ``TD3Loss``: twin per-agent critics (clipped
+  double-Q target), target policy smoothing and actor / target updates every ``policy_delay`` critic updates.
 
 Every agent is a price taker (details and the argument in :mod:`.common`): its learning signal comes through its
 own action only — per-agent rewards, per-agent critics whose population summary is over states (never actions),
@@ -32,6 +34,7 @@ from .common import (
 from .ddpg import DDPGConfig, DDPGSolver
 from .ppo import PPOConfig, PPOSolver
 from .td0 import TD0Config, TD0Solver
+from .td3 import TD3Config, TD3Solver
 
 __all__ = [
     "AgentNormal",
@@ -47,6 +50,8 @@ __all__ = [
     "StateValue",
     "TD0Config",
     "TD0Solver",
+    "TD3Config",
+    "TD3Solver",
     "default_scaling",
     "linear_policy_value",
     "monte_carlo_value",

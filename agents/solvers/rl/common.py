@@ -209,7 +209,7 @@ class StateValue(nn.Module):
     def init_level(self, level: float) -> None:
         """Set the output bias so that the initial prediction is about ``level`` (scaled units)."""
         with torch.no_grad():
-            last = self.net.rho[-1]
+            last = self.net.output_layer
             if last.bias is not None:
                 last.bias.fill_(level)
 
@@ -235,21 +235,15 @@ class StateActionValue(StateValue):
         cfg = config.replace(head="linear")
         extra = (ACTION_KEY,) if form == "mlp" else ()
         self.net = _build(economy, _features(economy, cfg, extra_own=extra, critic=True), cfg, seed)
-        if form == "quadratic":  # three outputs (V, L, P) from the same trunk
-            last = self.net.rho[-1]
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed + 1)
-                head = nn.Linear(last.in_features, 3, bias=True)
-            with torch.no_grad():
-                head.bias.copy_(torch.tensor([0.0, 0.0, -5.0]))  # a small initial curvature softplus(−5) ≈ 0.007
-            self.net.rho[-1] = head.to(device=economy.device, dtype=economy.dtype)
+        if form == "quadratic":  # three outputs (V, L, P) from the same trunk; a small initial curvature
+            self.net.set_output_dim(3, seed=seed + 1, bias=(0.0, 0.0, -5.0))  # softplus(−5) ≈ 0.007
         elif form != "mlp":
             raise ConfigError(f"critic form must be 'mlp' or 'quadratic', got {form!r}")
         self.a_shift, self.a_scale = scaling.critic_action_shift, scaling.critic_action_scale
 
     def init_level(self, level: float) -> None:
         with torch.no_grad():
-            last = self.net.rho[-1]
+            last = self.net.output_layer
             if last.bias is not None:
                 last.bias[0] = level
 
@@ -286,14 +280,7 @@ class UnscaledValue(nn.Module):
         return self.critic(state) / self.reward_scale
 
     def features(self, state: TensorDict) -> torch.Tensor:
-        net = self.critic.net
-        s = net._stack(self.critic.normalize(state), net.features.set)
-        phi = net.phi
-        if hasattr(phi, "powers"):
-            return torch.cat([s.pow(p) for p in phi.powers], dim=-1)
-        if hasattr(phi, "net"):
-            return phi.net(s)
-        return s
+        return self.critic.net.agent_features(self.critic.normalize(state))
 
     def head(self, state: TensorDict, summary: torch.Tensor) -> torch.Tensor:
         critic = self.critic
@@ -303,15 +290,7 @@ class UnscaledValue(nn.Module):
             d = (self.policy(state) - critic.a_shift) / critic.a_scale
             if critic.form == "mlp":
                 norm[ACTION_KEY] = d
-        context = summary.to(net.rho[0].weight.dtype)
-        if net.features.aggregate:
-            context = torch.cat([net._stack(norm, net.features.aggregate), context], dim=-1)
-        own = net._stack(norm, net.features.own)
-        first = net.rho[0]
-        h = own @ first.weight[:, : net.n_own].T + nn.functional.linear(
-            context, first.weight[:, net.n_own :], first.bias
-        ).unsqueeze(-2)
-        out = net.rho[1:](h).squeeze(-1)
+        out = net.forward_with_summary(norm, summary)
         if d is not None:
             out = critic.combine(out, d)
         return out / self.reward_scale

@@ -22,7 +22,9 @@ firm's price, i.e. collude (the planner's solution). With zero-sum exploration t
 agent's own effect on the price either, so :math:`Q_i` is the price taker's action value (module
 :mod:`agents.solvers.rl.common`).
 
-``solver.policy`` is μ; ``solver.value`` is :math:`V_i(s) = Q_i(s, \mu(s)_i)` in the economy's units.
+``solver.policy`` is μ; ``solver.value`` is :math:`V_i(s) = Q_i(s, \mu(s)_i)` in the economy's units. TD3
+(:mod:`.td3`) is this solver with another loss, through the hooks ``_make_loss``, ``_critic_params``,
+``_init_level`` and ``_update``. ``critic_warmup`` keeps the actor at its initial policy for that many critic updates.
 
 What it took on the linear investment economy (N = 128; single 300–400 s runs on the shared 2-core CPU, judge's
 relative policy error vs LQ; see benchmarks/results/rl_baselines.md for the 10-minute benchmark):
@@ -39,6 +41,17 @@ relative policy error vs LQ; see benchmarks/results/rl_baselines.md for the 10-m
 
 Even so the final error varies between runs (2–5 % at 400 s) and the policy keeps oscillating around the LQ policy
 at the end of training; PPO, whose advantages are λ-returns rather than bootstrapped slopes, is steadier.
+
+Krusell–Smith: NOT solved by DDPG or TD3 (:mod:`.td3`). The actor starts at the steady-state consumption share
+(sigmoid head), a policy whose ergodic K is 29.3 (total utility 99.06 over 2,000 periods), and drifts from it in
+run-dependent directions: ergodic K 8.7 (DDPG, 10 M agent-steps), 24.2 (DDPG, 300 s) and 11.7 (TD3, 300 s) in the
+benchmark; 53.6 (over-saving) in a 200 s TD3 run; 21.3 with a 30× slower actor after a 1,000-period warm-up; 14.0 /
+26.5 (TD3 / DDPG) with 3× the exploration noise and 300 critic-only updates (``critic_warmup``); with 1,000
+critic-only updates the actor had barely moved by the end of a 300 s run (K 29.2 / 32.0). The own-action slope of
+Q balances log c against the discounted value of the saving, each worth ~1e-3 of Q's (scaled) level within the
+exploration range, and the value's own-wealth slope is a TD fixed point contracting by β = 0.99 per bootstrap: the
+critic's slope error is of the size of the slope itself, and the actor follows it. (Runs on a heavily loaded 2-core
+machine: ≈ 500–1,700 steps each.)
 """
 
 from __future__ import annotations
@@ -76,6 +89,9 @@ class DDPGConfig(RLConfig):
     batch_size: int = dataclasses.field(default=128, metadata=interval(1))
     """economy-transitions per update (× N agents)"""
     updates_per_step: int = dataclasses.field(default=1, metadata=interval(1))
+    critic_warmup: int = dataclasses.field(default=0, metadata=interval(0))
+    """critic (and target) updates before the actor's first update: the actor stays at its initial policy while
+    the critic learns that policy's action values"""
     tau: float = dataclasses.field(default=0.1, metadata=interval(0.0, 1.0, open_lo=True))
     """Polyak rate of the target networks (fast: with τ = 0.01 the critic's own-action slope, a TD fixed point
     contracting by β(1 − δ) per effective bootstrap, lags the actor by thousands of updates and the pair
@@ -97,10 +113,11 @@ class DDPGSolver(RLSolverBase):
     config: DDPGConfig
     default_steps = 3000
     deterministic_actor = True
+    _loss_names = ("loss_value", "loss_actor")  # the loss's (critic, actor) methods
 
     def _setup(self) -> None:
         from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
-        from torchrl.objectives import DDPGLoss, SoftUpdate, ValueEstimators
+        from torchrl.objectives import SoftUpdate, ValueEstimators
 
         cfg, eco = self.config, self.economy
         self.policy = RLPolicy(eco, self.scaling, self.actor_config, cfg.seed)
@@ -108,19 +125,16 @@ class DDPGSolver(RLSolverBase):
         self.value = UnscaledValue(self.critic, self.reward_scale, self.policy)
         self.actor = TensorDictModule(TorchRLActor(eco, self.policy), in_keys=["population", "aggregate"],
                                       out_keys=[("agents", "action")])
-        self.critic_module = TensorDictModule(
-            TorchRLValue(eco, self.critic), in_keys=["population", "aggregate", ("agents", "action")],
-            out_keys=[("agents", "state_action_value")],
-        )
+        self.critic_module = self._critic_module(self.critic)
         self.noise = CenteredGaussianNoise(self.exploration_sd, centered=cfg.exploration == "centered",
                                            generator=self.rng)
-        self.loss = DDPGLoss(self.actor, self.critic_module, delay_actor=True, delay_value=True, loss_function="l2")
+        self.loss = self._make_loss()
         self.loss.set_keys(state_action_value=("agents", "state_action_value"), reward=("agents", "reward"),
                            done=("agents", "done"), terminated=("agents", "terminated"))
         self.loss.make_value_estimator(ValueEstimators.TD0, gamma=self.gamma)
         self.target_updater = SoftUpdate(self.loss, tau=cfg.tau)
         self.actor_optimizer = adam(self.loss.actor_network_params.values(True, True), cfg.lr_actor)
-        self.critic_optimizer = adam(self.loss.value_network_params.values(True, True), cfg.lr_critic)
+        self.critic_optimizer = adam(self._critic_params().values(True, True), cfg.lr_critic)
         self.buffer = TensorDictReplayBuffer(
             storage=LazyTensorStorage(cfg.buffer_size, device=eco.device), batch_size=cfg.batch_size,
             generator=torch.Generator().manual_seed(cfg.seed + 7),
@@ -132,6 +146,57 @@ class DDPGSolver(RLSolverBase):
         self.periods = 0
         self.updates = 0
         self._level_set = False
+
+    # ------------------------------------------------------------------ hooks (TD3 overrides them)
+    def _critic_module(self, critic: StateActionValue) -> TensorDictModule:
+        """A critic as the losses' TensorDictModule: (population, aggregate, own action) -> per-agent Q."""
+        return TensorDictModule(
+            TorchRLValue(self.economy, critic), in_keys=["population", "aggregate", ("agents", "action")],
+            out_keys=[("agents", "state_action_value")],
+        )
+
+    def _make_loss(self):
+        from torchrl.objectives import DDPGLoss
+
+        return DDPGLoss(self.actor, self.critic_module, delay_actor=True, delay_value=True, loss_function="l2")
+
+    def _critic_params(self):
+        """The loss's (trained) critic parameters."""
+        return self.loss.value_network_params
+
+    def _init_level(self, level: float) -> None:
+        """Start the critic at ``level`` (scaled units); :meth:`_step` then re-initialises the target networks."""
+        self.critic.init_level(level)
+
+    def _critic_step(self, batch) -> torch.Tensor:
+        loss_value, _ = getattr(self.loss, self._loss_names[0])(batch)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        loss_value.backward()
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(list(self._critic_params().values(True, True)), self.config.grad_clip)
+        self.critic_optimizer.step()
+        return loss_value.detach()
+
+    def _actor_step(self, batch) -> torch.Tensor:
+        loss_actor, _ = getattr(self.loss, self._loss_names[1])(batch)
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        loss_actor.backward()
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
+        self.actor_optimizer.step()
+        return loss_actor.detach()
+
+    def _actor_due(self) -> bool:
+        """Whether this update also steps the actor (after ``critic_warmup`` critic updates)."""
+        return self.updates >= self.config.critic_warmup
+
+    def _update(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One update on a replayed ``batch``: critic, actor (when due), target networks. Returns (critic loss,
+        actor loss or None)."""
+        loss_value = self._critic_step(batch)
+        loss_actor = self._actor_step(batch) if self._actor_due() else None
+        self.target_updater.step()
+        return loss_value, loss_actor
 
     def _optimizers(self):
         cfg = self.config
@@ -152,29 +217,19 @@ class DDPGSolver(RLSolverBase):
             return metrics
         if not self._level_set:  # the critic starts at the perpetuity of the mean (scaled) reward seen so far
             level = float(self.buffer[: len(self.buffer)]["next", "agents", "reward"].mean()) / (1 - self.gamma)
-            self.critic.init_level(level)
+            self._init_level(level)
             with warnings.catch_warnings():  # "Updated already initialized": re-initialised on purpose
                 warnings.simplefilter("ignore", UserWarning)
                 self.target_updater.init_()
             self._level_set = True
+        loss_actor = None
         for _ in range(cfg.updates_per_step):
-            batch = self.buffer.sample()
-            loss_value, info = self.loss.loss_value(batch)
-            self.critic_optimizer.zero_grad(set_to_none=True)
-            loss_value.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.critic.parameters(), cfg.grad_clip)
-            self.critic_optimizer.step()
-            loss_actor, _ = self.loss.loss_actor(batch)
-            self.actor_optimizer.zero_grad(set_to_none=True)
-            loss_actor.backward()
-            if cfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
-            self.actor_optimizer.step()
-            self.target_updater.step()
+            loss_value, actor = self._update(self.buffer.sample())
+            loss_actor = actor if actor is not None else loss_actor
             self.updates += 1
-        metrics.update(loss_value=float(loss_value.detach()), loss_actor=float(loss_actor.detach()),
-                       updates=self.updates)
+        metrics.update(loss_value=float(loss_value), updates=self.updates)
+        if loss_actor is not None:
+            metrics["loss_actor"] = float(loss_actor)
         if (self.step + 1) % cfg.log_every == 0:
             states, _ = obs_to_state(eco, data["population"][:, -1], data["aggregate"][:, -1])
             lq = self._lq_rel_error(states)
