@@ -374,20 +374,8 @@ class DeepSets(nn.Module):
         return self.phi(self._stack(state, self.features.set))
 
     def forward(self, state: TensorDict) -> torch.Tensor:
-        """Outputs of all agents, shape (B, N)."""
-        context = self.summary(state)  # (B, L)
-        if self.features.aggregate:
-            context = torch.cat([self._stack(state, self.features.aggregate), context], dim=-1)  # (B, A + L)
-        if not self.features.own:
-            n = state[self.features.set[0]].shape[-1]
-            return self._head(self.rho(context)).expand(-1, n)  # ρ once per economy, broadcast to the N agents
-        own = self._stack(state, self.features.own)  # (B, N, F_own)
-        first = self.rho[0]
-        # W [o_i; Z; φ̄] + b = W_o o_i + (W_ctx [Z; φ̄] + b), the bracket once per economy
-        h = own @ first.weight[:, : self.n_own].T + nn.functional.linear(
-            context, first.weight[:, self.n_own :], first.bias
-        ).unsqueeze(-2)
-        return self._head(self.rho[1:](h)).squeeze(-1)
+        """Outputs of all agents, shape (B, N): ρ on each agent's own features, the aggregates and the summary."""
+        return self.forward_with_summary(state, self.summary(state))
 
     def _head(self, y: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(y) if self.config.head == "sigmoid" else y
@@ -444,14 +432,15 @@ class DeepSets(nn.Module):
     def forward_with_summary(self, state: TensorDict, summary: torch.Tensor) -> torch.Tensor:
         r"""The outputs (B, N) [or (B, N, out_dim)] with the population summary :math:`\bar\phi` given (B, L)
         instead of computed from ``state``: ρ applied to the agents' own features, the aggregates and ``summary``."""
-        context = summary.to(self.rho[0].weight.dtype)
+        context = summary.to(self.rho[0].weight.dtype)  # (B, L)
         if self.features.aggregate:
-            context = torch.cat([self._stack(state, self.features.aggregate), context], dim=-1)
-        if not self.features.own:
+            context = torch.cat([self._stack(state, self.features.aggregate), context], dim=-1)  # (B, A + L)
+        if not self.features.own:  # ρ once per economy, broadcast to the N agents
             n = state[self.features.set[0]].shape[-1]
-            return self._head(self.rho(context)).unsqueeze(1).expand(-1, n, -1).squeeze(-1)  # ρ once per economy
-        own = self._stack(state, self.features.own)
+            return self._head(self.rho(context)).unsqueeze(1).expand(-1, n, -1).squeeze(-1)
+        own = self._stack(state, self.features.own)  # (B, N, F_own)
         first = self.rho[0]
+        # W [o_i; Z; φ̄] + b = W_o o_i + (W_ctx [Z; φ̄] + b), the bracket once per economy
         h = own @ first.weight[:, : self.n_own].T + nn.functional.linear(
             context, first.weight[:, self.n_own :], first.bias
         ).unsqueeze(-2)
