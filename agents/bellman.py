@@ -149,28 +149,10 @@ class _DeepSetsValue(_SetValue):
         self.net = net
 
     def features(self, state):
-        from .networks import IdentityPhi, MLPPhi, MomentsPhi
-        from .solvers.deepham import _entries
-
-        net = self.net
-        s = _entries(net.features, state, net.features.set, net.rho[0].weight.dtype)
-        if isinstance(net.phi, IdentityPhi):
-            return s
-        if isinstance(net.phi, MomentsPhi):
-            return torch.cat([s.pow(p) for p in net.phi.powers], dim=-1)
-        if isinstance(net.phi, MLPPhi):
-            return net.phi.net(s)
-        raise ConfigError(f"unsupported DeepSets φ {type(net.phi).__name__}")
+        return self.net.agent_features(state)
 
     def head(self, state, summary):
-        from .solvers.deepham import _entries, actor_own, actor_rows
-
-        net = self.net
-        context = summary.to(net.rho[0].weight.dtype)
-        if net.features.aggregate:
-            agg = _entries(net.features, state, net.features.aggregate, context.dtype)
-            context = torch.cat([agg, context], dim=-1)
-        return actor_rows(net, actor_own(net, state), context, state["k"].shape[-1])
+        return self.net.forward_with_summary(state, summary)
 
 
 class _GridValue(_SetValue):

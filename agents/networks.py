@@ -69,6 +69,7 @@ __all__ = [
     "make_critic",
     "mlp",
     "published_config",
+    "stack_entries",
 ]
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -197,6 +198,20 @@ def default_features(economy: Economy) -> Features:
     return Features(set=per_agent, own=per_agent, aggregate=aggregate)
 
 
+def stack_entries(features: Features, state: TensorDict, keys: tuple[str, ...], dtype: torch.dtype) -> torch.Tensor:
+    """State entries ``keys`` (each (B, N) or (B,)) as ``dtype``, each (value − shift) / scale per ``features``,
+    stacked on a last dim: (B, N, len(keys)) or (B, len(keys))."""
+    shift, scale = dict(features.shift), dict(features.scale)
+    cols = []
+    for key in keys:
+        value = state[key]
+        value = value.to(dtype) if value.dtype != dtype else value
+        if key in shift:
+            value = value - shift[key]
+        cols.append(value / scale[key] if key in scale else value)
+    return cols[0].unsqueeze(-1) if len(cols) == 1 else torch.stack(cols, dim=-1)
+
+
 def resolve_features(economy: Economy, config: DeepSetsConfig) -> Features:
     """``default_features(economy)`` overridden by the config's non-None feature fields."""
     base = default_features(economy)
@@ -321,8 +336,6 @@ class DeepSets(nn.Module):
         super().__init__()
         config = DeepSetsConfig.build(config)
         self.features, self.config = features, config
-        self._scale = dict(features.scale)
-        self._shift = dict(features.shift)
         n_set, n_own, n_agg = len(features.set), len(features.own), len(features.aggregate)
         if config.phi == "identity":
             self.phi: nn.Module = IdentityPhi(n_set)
@@ -352,21 +365,8 @@ class DeepSets(nn.Module):
         self.n_own = n_own
 
     # -------------------------------------------------------------- inputs
-    def _entry(self, state: TensorDict, key: str) -> torch.Tensor:
-        value = state[key]
-        dtype = self.rho[0].weight.dtype
-        if value.dtype != dtype:
-            value = value.to(dtype)
-        m = self._shift.get(key)
-        if m is not None:
-            value = value - m
-        c = self._scale.get(key)
-        return value if c is None else value / c
-
     def _stack(self, state: TensorDict, keys: tuple[str, ...]) -> torch.Tensor:
-        if len(keys) == 1:
-            return self._entry(state, keys[0]).unsqueeze(-1)
-        return torch.stack([self._entry(state, k) for k in keys], dim=-1)
+        return stack_entries(self.features, state, keys, self.rho[0].weight.dtype)
 
     # -------------------------------------------------------------- forward
     def summary(self, state: TensorDict) -> torch.Tensor:
@@ -432,13 +432,25 @@ class DeepSets(nn.Module):
     def forward_with_summary(self, state: TensorDict, summary: torch.Tensor) -> torch.Tensor:
         r"""The outputs (B, N) [or (B, N, out_dim)] with the population summary :math:`\bar\phi` given (B, L)
         instead of computed from ``state``: ρ applied to the agents' own features, the aggregates and ``summary``."""
-        context = summary.to(self.rho[0].weight.dtype)  # (B, L)
+        n = state[self.features.set[0]].shape[-1]
+        return self.rows(self.own_inputs(state), self.context(state, summary), n)
+
+    def context(self, state: TensorDict, summary: torch.Tensor) -> torch.Tensor:
+        r"""ρ's per-economy input :math:`[Z; \bar\phi]`, (B, A + L), for the summary ``summary`` (B, L)."""
+        context = summary.to(self.rho[0].weight.dtype)
         if self.features.aggregate:
-            context = torch.cat([self._stack(state, self.features.aggregate), context], dim=-1)  # (B, A + L)
-        if not self.features.own:  # ρ once per economy, broadcast to the N agents
-            n = state[self.features.set[0]].shape[-1]
+            context = torch.cat([self._stack(state, self.features.aggregate), context], dim=-1)
+        return context
+
+    def own_inputs(self, state: TensorDict) -> torch.Tensor | None:
+        """The agents' own inputs to ρ, (B, N, F_own), or None for a network without own features."""
+        return self._stack(state, self.features.own) if self.features.own else None
+
+    def rows(self, own: torch.Tensor | None, context: torch.Tensor, n: int) -> torch.Tensor:
+        """ρ's outputs for the agents whose own inputs are ``own`` (B, R, F_own) given ``context`` (B, C): (B, R)
+        [or (B, R, out_dim)]; without own features ρ runs once per economy, broadcast to ``n`` agents."""
+        if own is None:
             return self._head(self.rho(context)).unsqueeze(1).expand(-1, n, -1).squeeze(-1)
-        own = self._stack(state, self.features.own)  # (B, N, F_own)
         first = self.rho[0]
         # W [o_i; Z; φ̄] + b = W_o o_i + (W_ctx [Z; φ̄] + b), the bracket once per economy
         h = own @ first.weight[:, : self.n_own].T + nn.functional.linear(

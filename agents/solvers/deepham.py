@@ -80,7 +80,7 @@ from hetagents_env.core import Economy, Policy
 
 from .. import distributed
 from ..config import Config, ConfigError, interval
-from ..networks import DeepSets, DeepSetsConfig, Features, default_features, make_actor
+from ..networks import DeepSets, DeepSetsConfig, Features, default_features, make_actor, stack_entries
 from .base import Callback, Progress, Solver, check_budget, register_solver
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -148,47 +148,6 @@ _ACTIVATIONS = {
 
 
 # ---------------------------------------------------------------------------------------------- DeepSets pieces
-def _entries(features: Features, state: TensorDict, keys: tuple[str, ...], dtype: torch.dtype) -> torch.Tensor:
-    """Stack state entries ``keys`` (each (B, N) or (B,)) on a last dim, scaled by ``features.scale``."""
-    scale = dict(features.scale)
-    cols = []
-    for key in keys:
-        v = state[key]
-        v = v.to(dtype) if v.dtype != dtype else v
-        c = scale.get(key)
-        cols.append(v if c is None else v / c)
-    return cols[0].unsqueeze(-1) if len(cols) == 1 else torch.stack(cols, dim=-1)
-
-
-def actor_context(net: DeepSets, state: TensorDict, summary_state: TensorDict | None = None) -> torch.Tensor:
-    r"""ρ's per-economy input :math:`[Z; \bar\phi]`, (B, A + L); the summary from ``summary_state`` if given (e.g.
-    a detached copy of ``state``: the moments then carry gradients to φ's parameters but not to the states)."""
-    summary = net.summary(state if summary_state is None else summary_state)
-    if net.features.aggregate:
-        dtype = net.rho[0].weight.dtype
-        return torch.cat([_entries(net.features, state, net.features.aggregate, dtype), summary], dim=-1)
-    return summary
-
-
-def actor_own(net: DeepSets, state: TensorDict) -> torch.Tensor | None:
-    """The agents' own inputs to ρ, (B, N, F_own), or None for a network without own features."""
-    if not net.features.own:
-        return None
-    return _entries(net.features, state, net.features.own, net.rho[0].weight.dtype)
-
-
-def actor_rows(net: DeepSets, own: torch.Tensor | None, context: torch.Tensor, n: int) -> torch.Tensor:
-    """The actor's outputs for the agents whose own inputs are ``own`` (B, R, F_own) given ``context`` (B, C):
-    (B, R) — the same computation as ``DeepSets.forward`` restricted to R rows (R = n when ``own`` is None)."""
-    if own is None:
-        return net._head(net.rho(context)).expand(-1, n)
-    first = net.rho[0]
-    h = own @ first.weight[:, : net.n_own].T + nn.functional.linear(
-        context, first.weight[:, net.n_own :], first.bias
-    ).unsqueeze(-2)
-    return net._head(net.rho[1:](h)).squeeze(-1)
-
-
 class ShiftedPolicy(nn.Module):
     """``scale · net(state with state[key] − offset)``: fixed economic centring of the actor's inputs
     (``DeepHAMConfig.input_offsets``) and scale of its output (``DeepHAMConfig.action_scale``)."""
@@ -291,12 +250,12 @@ class ValueEnsemble(nn.Module):
 
     def features_of(self, state: TensorDict) -> torch.Tensor:
         """φ_m at every agent, (M, B, N, L)."""
-        return self._members_phi(_entries(self.inputs, state, self.inputs.set, self.dtype))
+        return self._members_phi(stack_entries(self.inputs, state, self.inputs.set, self.dtype))
 
     def summaries(self, state: TensorDict) -> torch.Tensor:
         """The members' population summaries, (M, B, L)."""
         if self.phi_kind == "identity":
-            s = _entries(self.inputs, state, self.inputs.set, self.dtype).mean(-2)
+            s = stack_entries(self.inputs, state, self.inputs.set, self.dtype).mean(-2)
             return s.unsqueeze(0).expand(self.n_members, *s.shape)
         return self.features_of(state).mean(-2)
 
@@ -305,13 +264,13 @@ class ValueEnsemble(nn.Module):
         self, state: TensorDict, summaries: torch.Tensor, index: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Standardised member outputs y_m, (M, B, R): R = N, or the agents ``index`` (B, R)."""
-        own = _entries(self.inputs, state, self.inputs.own, self.dtype)  # (B, N, F_own)
+        own = stack_entries(self.inputs, state, self.inputs.own, self.dtype)  # (B, N, F_own)
         if index is not None:
             own = own.gather(1, index.unsqueeze(-1).expand(-1, -1, own.shape[-1]))
         b, r, _ = own.shape
         context = summaries
         if self.n_agg:
-            agg = _entries(self.inputs, state, self.inputs.aggregate, self.dtype)  # (B, A)
+            agg = stack_entries(self.inputs, state, self.inputs.aggregate, self.dtype)  # (B, A)
             context = torch.cat([agg.unsqueeze(0).expand(self.n_members, *agg.shape), summaries], dim=-1)
         w0, b0 = self.rho_w[0], self.rho_b[0]
         h_own = torch.matmul(own.reshape(1, b * r, -1), w0[:, : self.n_own])  # (M, B·R, H)
@@ -833,15 +792,16 @@ class DeepHAMSolver(Solver):
         for t in range(cfg.horizon):
             frozen = shift(state.detach()) if cfg.price_taker else None
             seen = shift(state)  # the actor's view of the state (fixed centring, if any)
-            context = actor_context(net, seen, frozen)  # (B, C): aggregates and moments (+ φ's parameters)
-            own = actor_own(net, seen)  # (B, N, F) or None
+            # (B, C): aggregates and moments (+ φ's parameters)
+            context = net.context(seen, net.summary(seen if frozen is None else frozen))
+            own = net.own_inputs(seen)  # (B, N, F) or None
             if one:
                 with torch.no_grad():  # the peers: constants (fictitious play)
-                    peers = actor_rows(net, None if own is None else own.detach(), context.detach(), n)
-                mine = actor_rows(net, None if own is None else _take(own, idx), context, 1)  # (B, 1)
+                    peers = net.rows(None if own is None else own.detach(), context.detach(), n)
+                mine = net.rows(None if own is None else _take(own, idx), context, 1)  # (B, 1)
                 action = peers.scatter(1, idx, mine)
             else:
-                action = actor_rows(net, own, context, n)
+                action = net.rows(own, context, n)
             if self.action_scale != 1.0:
                 action = action * self.action_scale
             state, reward = step_fn(state, action, shocks[t])
