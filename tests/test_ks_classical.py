@@ -128,6 +128,10 @@ def test_cubic_stencil_is_exact_for_cubics():
     idx, w = grid.K_stencil(K)
     f = lambda x: 0.002 * x**3 - 0.1 * x**2 + x  # noqa: E731
     assert torch.allclose((w * f(grid.K_grid)[idx]).sum(-1), f(K), atol=1e-9)
+    for i, K_i in enumerate(K.tolist()):  # the scalar numpy stencil of the simulation loops is the same
+        idx_np, w_np = grid.K_stencil_numpy(K_i)
+        np.testing.assert_array_equal(idx_np, idx[i].numpy())
+        np.testing.assert_allclose(w_np, w[i].numpy(), rtol=0, atol=1e-12)
 
 
 # ---------------------------------------------------------------------- bad input
@@ -156,6 +160,21 @@ def test_histogram_simulation_conserves_mass_and_the_unemployment_rate(solved):
     _, z, mass = solved.simulate_histogram(periods=2, seed=3)
     ur = eco.params.unemployment_rates[int(z[0, -1])]
     assert float(mass[0].sum()) == pytest.approx(ur, abs=1e-5)
+
+
+def test_histogram_step_moves_every_mass_point_to_its_policy_choice(solved):
+    """One period by hand: K_1 = Σ_e Σ_j m[e, j] k'(g_j, e; K_0, z_0) (the lottery keeps each point's mean; the
+    employment transition only moves mass between the e rows)."""
+    cfg = solved.config
+    g = torch.linspace(0.0, cfg.histogram_k_max, cfg.histogram_points, dtype=torch.float64)
+    _, _, initial = solved.simulate_histogram(periods=50, seed=4)
+    K, z, _ = solved.simulate_histogram(periods=2, seed=5, initial=initial)
+    assert K[0, 0] == pytest.approx(float(initial.sum(0) @ g), rel=1e-14)
+    k_next = solved.grid.panel(
+        solved.policy_table, g.repeat(2)[None], torch.tensor([0.0, 1.0], dtype=torch.float64).repeat_interleave(len(g))[None],
+        torch.tensor([K[0, 0]], dtype=torch.float64), torch.tensor([int(z[0, 0])]),
+    )[0].clamp(0.0, cfg.histogram_k_max)
+    assert K[0, 1] == pytest.approx(float(initial.reshape(-1) @ k_next), rel=1e-12)
 
 
 def test_histogram_solve_matches_the_continuum_alm():

@@ -117,6 +117,19 @@ class GridFunction:
             weights = weights * torch.where(others, (t - m) / (nodes - m).masked_fill(~others, 1.0), 1.0)
         return start.unsqueeze(-1) + nodes.long(), weights
 
+    def K_stencil_numpy(self, K: float) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`K_stencil` at one scalar K, in numpy (for sequential simulation loops)."""
+        S, M = self.K_stencil_size, len(self.K_grid)
+        pos = (K - float(self.K_grid[0])) / self.dK
+        start = min(max(int(np.floor(pos)) - (S // 2 - 1), 0), M - S)
+        t = pos - start
+        weights = np.ones(S)
+        for j in range(S):
+            for m in range(S):
+                if m != j:
+                    weights[j] *= (t - m) / (j - m)
+        return start + np.arange(S), weights
+
     def k_weights(self, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         hi = torch.searchsorted(self.k_grid, k.contiguous()).clamp(1, len(self.k_grid) - 1)
         lo = hi - 1
@@ -312,37 +325,52 @@ class ClassicalKSSolver(Solver):
         The cross-section is a mass m[e, j] on a uniform k grid g_j. Each period: K = Σ m·g; every mass point moves
         to k'(g_j, e; K, z) (the policy table), split between the two neighbouring grid points so that the mean
         is preserved; then e' follows P(e' | z, z', e) exactly. The aggregate shocks z_t are drawn from the Markov
-        chain with ``seed``. Returns K (1, T), z (1, T) and the final mass (2, P)."""
+        chain with ``seed``. Returns K (1, T), z (1, T) and the final mass (2, P).
+
+        The time loop is sequential by nature, so it runs in numpy on small arrays (≈ 60 µs a period, ≈ 8× the
+        same loop in torch): k' at the histogram points is tabulated once per call on each K node, (2, M, 2P), and
+        each period only mixes the S nodes of K's interpolation stencil."""
         cfg, eco, grid = self.config, self.grid_economy, self.grid
         periods = periods or cfg.periods
         gen = eco.generator(cfg.seed if seed is None else seed)
-        g = torch.linspace(0.0, cfg.histogram_k_max, cfg.histogram_points, dtype=torch.float64, device=eco.device)
-        u = torch.rand(periods, generator=gen, dtype=torch.float64, device=eco.device).tolist()
+        P = cfg.histogram_points
+        g = np.linspace(0.0, cfg.histogram_k_max, P)
+        u = torch.rand(periods, generator=gen, dtype=torch.float64, device=eco.device).cpu().numpy()
         z = int(u[0] >= eco.stationary_bad)
         if initial is None:  # all households at k_init, unemployed in proportion ur_z
             ur = eco.params.unemployment_rates[z]
-            initial = torch.zeros(2, len(g), dtype=torch.float64, device=eco.device)
-            j = int(torch.searchsorted(g, torch.tensor(eco.k_init, dtype=torch.float64)))
-            initial[:, j] = torch.tensor([ur, 1.0 - ur], dtype=torch.float64)
-        mass, step = initial.clone(), float(g[1] - g[0])
-        k_query = g.expand(2, -1).reshape(1, -1)
-        e_query = torch.tensor([0.0, 1.0], dtype=torch.float64, device=eco.device).repeat_interleave(len(g))[None]
-        cond = eco.prob_joint / eco.prob_z[:, None, :, None].clamp_min(1e-300)  # P(e' | z, e, z'), [z, e, z', e']
-        K_path, z_path = [], []
+            mass = np.zeros((2, P))
+            mass[:, int(np.searchsorted(g, eco.k_init))] = (ur, 1.0 - ur)
+        else:
+            mass = initial.detach().cpu().numpy().astype(np.float64).copy()
+        # k'(g_j, e; K_m, z) on every K node: (2 z, M, 2P), row e·P + j
+        lo, w = grid.k_weights(torch.as_tensor(g, dtype=torch.float64, device=self.policy.table.device))
+        nodes = _gather_lerp(self.policy.table, lo.expand(*self.policy.table.shape[:-1], -1), w)  # (2, M, 2, P)
+        nodes = nodes.reshape(2, len(grid.K_grid), 2 * P).cpu().numpy()
+        cond = (eco.prob_joint / eco.prob_z[:, None, :, None].clamp_min(1e-300)).cpu().numpy()  # [z, e, z', e']
+        move = np.ascontiguousarray(cond.transpose(0, 2, 3, 1))  # [z, z', e', e]
+        stay_bad = eco.prob_z[:, 0].cpu().numpy()
+        step, top = g[1] - g[0], P - 2
+        offset = np.repeat(np.array([0, P]), P)  # the e rows of the flattened (2P,) mass
+        K_path, z_path = np.empty(periods), np.empty(periods, dtype=np.int64)
         for t in range(periods):
-            K = (mass * g).sum()
-            K_path.append(K)
-            z_path.append(z)
-            k_next = grid.panel(self.policy.table, k_query, e_query, K[None], torch.tensor([z]))[0]
-            pos = (k_next.clamp(0.0, cfg.histogram_k_max) / step).reshape(2, -1)
-            lo = pos.floor().long().clamp(max=len(g) - 2)
-            w = pos - lo
-            moved = torch.zeros_like(mass).scatter_add_(1, lo, (1 - w) * mass).scatter_add_(1, lo + 1, w * mass)
-            z_next = int(u[t + 1] >= float(eco.prob_z[z, 0])) if t + 1 < periods else z
-            mass = cond[z, :, z_next, :].T @ moved  # (2 e', 2 e) @ (2 e, P)
+            flat = mass.reshape(-1)
+            K = float(mass.sum(0) @ g)
+            K_path[t], z_path[t] = K, z
+            idx, weights = grid.K_stencil_numpy(K)
+            k_next = weights @ nodes[z, idx]  # (2P,)
+            pos = np.clip(k_next, 0.0, cfg.histogram_k_max) / step
+            j = np.minimum(pos.astype(np.int64), top)  # floor (pos ≥ 0)
+            frac = pos - j
+            target = j + offset
+            moved = np.bincount(target, (1.0 - frac) * flat, minlength=2 * P) + np.bincount(
+                target + 1, frac * flat, minlength=2 * P
+            )
+            z_next = int(u[t + 1] >= stay_bad[z]) if t + 1 < periods else z
+            mass = move[z, z_next] @ moved.reshape(2, P)  # (2 e', 2 e) @ (2 e, P)
             z = z_next
-        K_path = torch.stack(K_path).cpu().numpy()[None]
-        return K_path, np.asarray(z_path)[None], mass
+        final = torch.as_tensor(mass, dtype=torch.float64, device=eco.device)
+        return K_path[None], z_path[None], final
 
     # ------------------------------------------------------------------ the fixed point
     def train(
