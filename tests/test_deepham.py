@@ -180,3 +180,63 @@ def test_published_one_learner_step_and_checkpoint_roundtrip():
     torch.testing.assert_close(clone.policy(state), solver.policy(state))
     torch.testing.assert_close(clone.value(state), solver.value(state))
     assert clone.step == 3
+
+
+# ---------------------------------------------------------------------------------------------- planner vs game
+@pytest.fixture(scope="module")
+def competitive_clone():
+    """The competitive equilibrium in DeepHAM's hands: the classical solution's consumption share (coarse grid, 50
+    households) cloned into a DeepHAM actor by regression on states of its ergodic set, and its value function."""
+    economy = ks(50, torch.float64)
+    classical = agents.make_solver("ks_classical", economy, {"k_points": 50, "policy_tol": 1e-6, "alm_tol": 1e-5,
+                                                              "periods": 300, "panel_economies": 8})
+    classical.train()
+    gen = economy.generator(1)
+    state, recorded = economy.initial_state(32, gen), []
+    with torch.no_grad():
+        for t in range(600):
+            state = economy.transition(state, classical.policy(state), economy.sample_shocks(state, gen))
+            if t >= 400 and t % 10 == 0:
+                recorded.append(state)
+    data = torch.cat(recorded)
+    target = torch.logit(classical.policy(data).clamp(1e-4, 1 - 1e-4))
+    torch.manual_seed(0)
+    clone = DeepHAMSolver(economy, {**KS_TINY, "price_taker": True, "learners": "all"})
+    optimizer = torch.optim.Adam(clone.actor.parameters(), lr=5e-3)
+    for _ in range(600):
+        loss = (torch.logit(clone.policy(data).clamp(1e-6, 1 - 1e-6)) - target).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return economy, classical, clone.actor.state_dict(), state
+
+
+def _consumption_bias_gradient(competitive_clone, extra: dict, seed: int) -> float:
+    """d J / d (the actor's output bias: the logit of every household's consumption share) at the cloned policy,
+    along a 20-period unroll with the classical value as the terminal value."""
+    economy, classical, actor, starts = competitive_clone
+    solver = DeepHAMSolver(economy, {**KS_TINY, **extra, "seed": seed, "horizon": 20})
+    solver.actor.load_state_dict(actor)
+
+    def classical_value(state, index=None, summary_state=None):  # V(k, e; K, z); price takers see K frozen
+        K = (state if summary_state is None else summary_state)["k"].mean(-1)
+        v = classical.grid.panel(classical.value.table, state["k"], state["e"], K, state["z"])
+        return v if index is None else v.gather(1, index)
+
+    solver.value = classical_value
+    pick = torch.randperm(starts.batch_size[0], generator=torch.Generator().manual_seed(seed))[:8]
+    objective = solver.objective(starts[pick].clone(), generator=economy.generator(100 + seed))
+    (grad,) = torch.autograd.grad(objective, [solver.actor.output_layer.bias])
+    return float(grad.sum())
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_at_the_competitive_solution_the_planner_saves_more(competitive_clone, seed):
+    """Game vs planner on Krusell–Smith, at the competitive equilibrium (the classical solution, cloned): for the
+    game it is a best response — the gradient of J on the consumption share is ≈ 0 — while the planner would consume
+    less and accumulate more capital (as published): more K raises the wage, which the consumption-poor live on, and
+    lowers the return the rich live on (the pecuniary externality price takers ignore)."""
+    game = _consumption_bias_gradient(competitive_clone, {"price_taker": True, "learners": "all"}, seed)
+    planner = _consumption_bias_gradient(competitive_clone, {"mode": "planner"}, seed)
+    assert abs(game) < 0.2, f"the cloned competitive policy is not a best response: dJ/db = {game:.3f}"
+    assert planner < game - 0.2, f"planner dJ/db = {planner:.3f}, game {game:.3f}"
