@@ -105,15 +105,12 @@ def test_price_taking_transition_same_values_own_gradients_only(env_id):
 
 # ---------------------------------------------------------------------------------------------- investment: LQ
 def test_price_taking_game_recovers_the_lq_policy():
-    """Fictitious play with price-taking firms solves the linear investment economy: < 2 % error vs LQ.
-
-    δ = 0.2 (faster convergence of the paths, shorter unrolls), X_0 ≈ 0.3 (near the steady state X* ≈ 0.18, so
-    the fixed input centring x − x0_mean keeps the network out of saturation) and σ = 0.05 (dispersed firms, so
-    the critic can tell its own capital from the aggregate); by certainty equivalence the LQ policy is exact for
-    any σ, η. (At the baseline δ = 0.05 the same algorithm needs ≈ 250 steps of 100 periods for 2 %.)"""
+    """Fictitious play with price-taking firms solves the linear investment economy at the baseline calibration
+    (δ = 0.05, σ = 0.005, X_0 ≈ 0.9; the solver's default settings, 600 steps of 100-period unrolls): < 2 % error
+    vs LQ (seeds 0–2: 1.5, 1.1, 0.6 %)."""
     torch.manual_seed(0)
-    economy = hetagents_env.make_economy("Investment-v0", n_agents=16, delta=0.2, sigma=0.05, x0_mean=0.3)
-    solver = agents.make_solver("deepham", economy, {"seed": 0, "horizon": 40, "steps": 100, "value_every": 50})
+    economy = hetagents_env.make_economy("Investment-v0", n_agents=16)
+    solver = agents.make_solver("deepham", economy, {"seed": 0, "steps": 600})
     solver.train()
     paths = simulate_paths(
         solver.policy, economy, trajectories=8, horizon=63,
