@@ -148,25 +148,16 @@ _ACTIVATIONS = {
 
 
 # ---------------------------------------------------------------------------------------------- DeepSets pieces
-class ShiftedPolicy(nn.Module):
-    """``scale · net(state with state[key] − offset)``: fixed economic centring of the actor's inputs
-    (``DeepHAMConfig.input_offsets``) and scale of its output (``DeepHAMConfig.action_scale``)."""
+class ScaledPolicy(nn.Module):
+    """``scale · net(state)``: a fixed scale of the actor's output (``DeepHAMConfig.action_scale``). (The fixed
+    centring of its inputs, ``DeepHAMConfig.input_offsets``, is the actor's own ``DeepSetsConfig.shift``.)"""
 
-    def __init__(self, net: DeepSets, offsets: tuple[tuple[str, float], ...], scale: float = 1.0) -> None:
+    def __init__(self, net: DeepSets, scale: float) -> None:
         super().__init__()
-        self.net, self.offsets, self.scale = net, tuple(offsets), float(scale)
-
-    def shift(self, state: TensorDict) -> TensorDict:
-        if not self.offsets:
-            return state
-        out = state.clone(False)
-        for key, offset in self.offsets:
-            out[key] = state[key] - offset
-        return out
+        self.net, self.scale = net, float(scale)
 
     def forward(self, state: TensorDict) -> torch.Tensor:
-        out = self.net(self.shift(state))
-        return out if self.scale == 1.0 else out * self.scale
+        return self.net(state) * self.scale
 
 
 # ---------------------------------------------------------------------------------------------- value ensemble
@@ -561,7 +552,8 @@ class DeepHAMConfig(Config):
     """full override of the actor's architecture (None: built from the fields above)"""
     input_offsets: tuple[tuple[str, float], ...] | None = None
     """subtract these constants from state entries before the actor sees them (then the network's fixed scales
-    divide); None: the economy's default — investment: x − x0_mean (and x / 0.1), Krusell–Smith: none (k / k_ss)"""
+    divide): the actor's ``DeepSetsConfig.shift`` (a ``policy_network`` with its own shift keeps it); None: the
+    economy's default — investment: x − x0_mean (and x / 0.1), Krusell–Smith: none (k / k_ss)"""
     action_scale: float | None = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
     """the actor's output is multiplied by this constant; None: the economy's default — investment: δ · x0_mean
     (replacement investment, so the network's output is O(1)), Krusell–Smith: 1 (a share)"""
@@ -657,15 +649,12 @@ class DeepHAMSolver(Solver):
         self.actor = make_actor(economy, self._actor_config(economy), seed=cfg.seed)
         if cfg.fast_tanh:
             use_fast_tanh(self.actor)
-        offsets = cfg.input_offsets
-        if offsets is None:
-            offsets = (("x", float(economy.params.x0_mean)),) if economy.env_id == "Investment-v0" else ()
         scale = cfg.action_scale
         if scale is None:
             p = economy.params
             scale = p.delta * p.x0_mean if economy.env_id == "Investment-v0" and p.delta > 0 else 1.0
         self.action_scale = float(scale)
-        self.policy = ShiftedPolicy(self.actor, offsets, scale) if offsets or scale != 1.0 else self.actor
+        self.policy = ScaledPolicy(self.actor, scale) if scale != 1.0 else self.actor
         self.value = make_value(economy, cfg.value, summary=cfg.summary, moments=cfg.moments,
                                 gm_widths=cfg.gm_widths, seed=cfg.seed + 1)
         self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
@@ -689,8 +678,13 @@ class DeepHAMSolver(Solver):
     # ------------------------------------------------------------------ construction helpers
     def _actor_config(self, economy: Economy) -> DeepSetsConfig:
         cfg = self.config
-        if cfg.policy_network is not None:
-            return cfg.policy_network
+        offsets = cfg.input_offsets
+        if offsets is None:
+            offsets = (("x", float(economy.params.x0_mean)),) if economy.env_id == "Investment-v0" else ()
+        shift = tuple((key, float(value)) for key, value in offsets) or None
+        if cfg.policy_network is not None:  # its own shift wins; else the offsets centre its inputs
+            net = cfg.policy_network
+            return net if net.shift is not None or shift is None else dataclasses.replace(net, shift=shift)
         phi = "identity" if cfg.summary == "moment" else "mlp"
         if economy.env_id == "KrusellSmith-v0":
             # start at the deterministic steady state's consumption share (k' = k at k = k_ss)
@@ -705,7 +699,7 @@ class DeepHAMSolver(Solver):
         return DeepSetsConfig(
             phi=phi, latent=cfg.moments, phi_widths=cfg.gm_widths, phi_activation="tanh", rho_widths=cfg.policy_widths,
             activation=cfg.activation, hidden_bias=True, output_bias=True, head=head, output_bias_init=bias,
-            homogeneous_fast_path=False, scale=scale,
+            homogeneous_fast_path=False, scale=scale, shift=shift,
         )
 
     @torch.no_grad()
@@ -779,7 +773,6 @@ class DeepHAMSolver(Solver):
         r"""Step 3: the mean over learners of :math:`J_i = \sum_{t<T}\beta^t u_{i,t} + \beta^T \bar V(s_{i,T})`
         along an unroll from ``start`` [B] (differentiable w.r.t. the policy's parameters; see the module doc)."""
         cfg, eco, net = self.config, self.sim, self.actor
-        shift = self.policy.shift if isinstance(self.policy, ShiftedPolicy) else (lambda s: s)
         gen = self.rng if generator is None else generator
         b, n = start.batch_size[0], eco.n_agents
         shocks = [eco.sample_shocks(start, gen) for _ in range(cfg.horizon)]
@@ -791,11 +784,10 @@ class DeepHAMSolver(Solver):
             step_fn = eco.transition_and_reward
         state, total = start, 0.0
         for t in range(cfg.horizon):
-            frozen = shift(state.detach()) if cfg.price_taker else None
-            seen = shift(state)  # the actor's view of the state (fixed centring, if any)
+            frozen = state.detach() if cfg.price_taker else None
             # (B, C): aggregates and moments (+ φ's parameters)
-            context = net.context(seen, net.summary(seen if frozen is None else frozen))
-            own = net.own_inputs(seen)  # (B, N, F) or None
+            context = net.context(state, net.summary(state if frozen is None else frozen))
+            own = net.own_inputs(state)  # (B, N, F) or None
             if one:
                 with torch.no_grad():  # the peers: constants (fictitious play)
                     peers = net.rows(None if own is None else own.detach(), context.detach(), n)
