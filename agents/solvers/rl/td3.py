@@ -7,8 +7,9 @@ r"""Twin-delayed deterministic actor-critic (``"td3"``, Fujimoto et al. 2018): t
   over-estimation);
 * **target policy smoothing**: :math:`\tilde a_i' = \mathrm{clip}(\mu'(s')_i + \mathrm{clip}(\varepsilon_i, \pm
   c_\varepsilon), \text{action bounds})`, :math:`\varepsilon_i \sim N(0, \sigma_t^2)` i.i.d. over agents
-  (``target_noise``, ``target_noise_clip``). It perturbs only the own action fed to the per-agent target critic —
-  the next state s' is the replayed one — so it cannot carry an agent's effect on the price (price taking holds);
+  (``target_noise``, ``target_noise_clip``; drawn from the solver's own stream, seeded by ``seed + 3``). It
+  perturbs only the own action fed to the per-agent target critic — the next state s' is the replayed one — so it
+  cannot carry an agent's effect on the price (price taking holds);
 * **delayed actor updates**: the actor (on :math:`-Q^{(1)}_i(s, \mu(s)_i)`, critics detached) and the Polyak updates
   of the target actor and target critics run once every ``policy_delay`` critic updates.
 
@@ -77,6 +78,23 @@ class TD3Solver(DDPGSolver):
     def _critic_params(self):
         return self.loss.qvalue_network_params
 
+    def _critic_step(self, batch) -> torch.Tensor:
+        """DDPG's critic step on the solver's own random stream: ``TD3Loss`` draws its smoothing noise with
+        ``torch.randn_like`` (torch's global generator), so the step runs inside ``fork_rng`` with the stream's state
+        — runs are reproducible from the seed and the caller's global RNG is left untouched."""
+        device = self.economy.device
+        cuda = [device.index or 0] if device.type == "cuda" else []
+        if getattr(self, "_noise_state", None) is None:
+            self._noise_state = torch.Generator(device=device).manual_seed(self.config.seed + 3).get_state()
+        with torch.random.fork_rng(devices=cuda):
+            if cuda:
+                torch.cuda.set_rng_state(self._noise_state, cuda[0])
+            else:
+                torch.random.set_rng_state(self._noise_state)
+            loss = super()._critic_step(batch)
+            self._noise_state = torch.cuda.get_rng_state(cuda[0]) if cuda else torch.random.get_rng_state()
+        return loss
+
     def _init_level(self, level: float) -> None:
         """Both twins start at ``level``: set in the modules, then copied into the loss's stacked parameters (no
         update has run yet, so the modules still hold the loss's values)."""
@@ -108,6 +126,10 @@ class TD3Solver(DDPGSolver):
             self._sync_critic()
         return metrics
 
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "noise_state": getattr(self, "_noise_state", None)}
+
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         super().load_state_dict(state_dict)
+        self._noise_state = state_dict.get("noise_state")
         self._sync_critic()
