@@ -42,6 +42,21 @@ def test_bad_configs_raise_clear_errors():
         DeepHAMSolver(economy, {"horizn": 3})
     with pytest.raises(ConfigError, match="horizon"):
         DeepHAMSolver(economy, {"value": {"horizon": 10, "periods": 5}})
+    with pytest.raises(ConfigError, match="not both"):
+        DeepHAMSolver(economy, {"input_offsets": [["k", 1.0]], "policy_network": {"shift": [["k", 2.0]]}})
+
+
+def test_checkpoint_of_a_wrapped_input_centred_actor_still_loads():
+    """Older versions wrapped every input-centred actor (policy keys "net.…"); a bare actor loads them."""
+    economy = hetagents_env.make_economy("Investment-v0", n_agents=4)
+    solver = DeepHAMSolver(economy, {"action_scale": 1.0, "steps": 1})
+    assert solver.policy is solver.actor
+    sd = solver.state_dict()
+    sd["policy"] = {f"net.{key}": value for key, value in sd["policy"].items()}
+    clone = DeepHAMSolver(economy, {"action_scale": 1.0, "steps": 1, "seed": 5})
+    clone.load_state_dict(sd)
+    state = economy.initial_state(2, economy.generator(0))
+    torch.testing.assert_close(clone.policy(state), solver.policy(state))
 
 
 def test_registered_and_published_architecture():

@@ -552,7 +552,7 @@ class DeepHAMConfig(Config):
     """full override of the actor's architecture (None: built from the fields above)"""
     input_offsets: tuple[tuple[str, float], ...] | None = None
     """subtract these constants from state entries before the actor sees them (then the network's fixed scales
-    divide): the actor's ``DeepSetsConfig.shift`` (a ``policy_network`` with its own shift keeps it); None: the
+    divide): the actor's ``DeepSetsConfig.shift`` (not with a ``policy_network`` that has its own shift); None: the
     economy's default — investment: x − x0_mean (and x / 0.1), Krusell–Smith: none (k / k_ss)"""
     action_scale: float | None = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
     """the actor's output is multiplied by this constant; None: the economy's default — investment: δ · x0_mean
@@ -604,6 +604,8 @@ class DeepHAMConfig(Config):
                 f"DeepHAMConfig.ergodic_skip = {self.ergodic_skip} must not exceed "
                 f"ergodic_periods = {self.ergodic_periods}"
             )
+        if self.input_offsets is not None and self.policy_network is not None and self.policy_network.shift is not None:
+            raise ConfigError("DeepHAMConfig: set input_offsets or policy_network.shift, not both")
 
 
 @register_solver("deepham")
@@ -682,9 +684,9 @@ class DeepHAMSolver(Solver):
         if offsets is None:
             offsets = (("x", float(economy.params.x0_mean)),) if economy.env_id == "Investment-v0" else ()
         shift = tuple((key, float(value)) for key, value in offsets) or None
-        if cfg.policy_network is not None:  # its own shift wins; else the offsets centre its inputs
+        if cfg.policy_network is not None:  # the offsets centre its inputs, unless it has its own shift
             net = cfg.policy_network
-            return net if net.shift is not None or shift is None else dataclasses.replace(net, shift=shift)
+            return net if net.shift is not None or shift is None else net.replace(shift=shift)
         phi = "identity" if cfg.summary == "moment" else "mlp"
         if economy.env_id == "KrusellSmith-v0":
             # start at the deterministic steady state's consumption share (k' = k at k = k_ss)
@@ -919,6 +921,11 @@ class DeepHAMSolver(Solver):
         return sd
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        policy = state_dict["policy"]
+        if self.policy is self.actor and any(key.startswith("net.") for key in policy):
+            # written by a version that wrapped every input-centred actor (keys "net.…"); the centring is now the
+            # actor's own, and only an output scale ≠ 1 wraps it
+            state_dict = {**state_dict, "policy": {key.removeprefix("net."): v for key, v in policy.items()}}
         super().load_state_dict(state_dict)
         self.optimizer.load_state_dict(state_dict["optimizer"])
         self.value_optimizer.load_state_dict(state_dict["value_optimizer"])

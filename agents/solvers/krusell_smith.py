@@ -327,7 +327,7 @@ class ClassicalKSSolver(Solver):
         is preserved; then e' follows P(e' | z, z', e) exactly. The aggregate shocks z_t are drawn from the Markov
         chain with ``seed``. Returns K (1, T), z (1, T) and the final mass (2, P).
 
-        The time loop is sequential by nature, so it runs in numpy on small arrays (≈ 60 µs a period, ≈ 8× the
+        The time loop is sequential by nature, so it runs in numpy on small arrays (≈ 60 µs a period, ≈ 6× the
         same loop in torch): k' at the histogram points is tabulated once per call on each K node, (2, M, 2P), and
         each period only mixes the S nodes of K's interpolation stencil."""
         cfg, eco, grid = self.config, self.grid_economy, self.grid

@@ -83,7 +83,7 @@ class TD3Solver(DDPGSolver):
         ``torch.randn_like`` (torch's global generator), so the step runs inside ``fork_rng`` with the stream's state
         — runs are reproducible from the seed and the caller's global RNG is left untouched."""
         device = self.economy.device
-        cuda = [device.index or 0] if device.type == "cuda" else []
+        cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
         if getattr(self, "_noise_state", None) is None:
             self._noise_state = torch.Generator(device=device).manual_seed(self.config.seed + 3).get_state()
         with torch.random.fork_rng(devices=cuda):
