@@ -198,7 +198,12 @@ NOTES = """
 
 * Machine: a shared 2-core CPU (load average 3–6 from other jobs: each run had about half a core), 1 torch thread,
   float32 (`fast`) or float64 (`published`). Training times are wall time of the solver (setup, value fits and
-  policy steps), each configuration capped by `--budget 1500` s (the `checks` run: 600 s).
+  policy steps), each configuration capped by `--budget 1500` s (the `checks` run: 600 s; `deepham_ks_moment_60min`:
+  3,600 s, at load ≈ 1).
+* Full length (run `deepham_ks_moment_60min`: 1st moment, all 10,000 published steps in 58.5 min on one CPU
+  thread): Bellman error 0.0157 (published 0.0184 ± 0.004), ergodic K 39.50, total utility 104.33 (published
+  39.3–39.4, ≈ 104.3), Euler error 0.0010 (classical 0.0007) and wealth Gini 0.267 (classical 0.25). The 25-minute
+  runs' 0.026–0.027 for the 1st moment was training length (≈ 1,000–1,400 steps), not the method.
 * `fast` = price-taking fictitious play with every household a learner (N × more gradient samples per step),
   64 economies per step, float32; `published` = one learner per economy with its own price effect, 384 economies,
   float64. Both refit the value on the final policy before the judge (the published code judges with the value
