@@ -4,7 +4,8 @@
 
 Four solutions: MMV's stochastic panel (N = 10,000 households, 1,100 periods), the non-stochastic (histogram,
 continuum) variant with the same 1,100 periods and with the ALM fitted on 10,100 periods (the length of Den Haan's
-test), and the DeepHAM economy (N = 50 households). For each: ALM coefficients and R², iterations and wall time, the
+test), and the DeepHAM economy (N = 50 households); the full run adds the long-fit case with finer grids (k, K,
+histogram) and with a 50,000-period fit, to tell grid error from the log-linear law's own. For each: ALM coefficients and R², iterations and wall time, the
 Den Haan statistic (Den Haan's continuum test on 10 fresh 10,000-period paths, with MMV's published ALM scored on the
 same paths, and along the solver's own simulation), Euler-equation errors on a simulated path (unit-free, |1 − c/c_EE|, unconstrained households; c_EE
 with the realised K' = mean k'), the ergodic mean K, and the published values beside them.
@@ -174,6 +175,14 @@ def main(argv: list[str] | None = None) -> dict:
                  test_periods),
         run_case("N = 50 (DeepHAM economy)", 50, quick, test_periods),
     ]
+    if not args.quick:  # is the fresh-path maximum the grids', or the log-linear law's? (the long-fit case varied)
+        long_fit = {**continuum, "periods": (args.long_fit or test_periods) + 100}
+        rows += [
+            run_case("long fit, 200 k-points", n_large, {**long_fit, "k_points": 200}, test_periods),
+            run_case("long fit, 8 K-points", n_large, {**long_fit, "K_points": 8}, test_periods),
+            run_case("long fit, 4,000-point histogram", n_large, {**long_fit, "histogram_points": 4000}, test_periods),
+            run_case("continuum, 50,000-period fit", n_large, {**continuum, "periods": 50_100}, test_periods),
+        ]
     result = {"benchmark": "ks_classical", "date": machine["date"][:10], "quick": args.quick,
               "machine": finish_machine(machine), "published": PUBLISHED, "rows": rows}
     paths = write_results(args.out, args.name or result_stem("ks_classical", args.quick), result, to_markdown(result))
