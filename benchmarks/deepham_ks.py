@@ -199,7 +199,7 @@ NOTES = """
 * Machine: a shared 2-core CPU (load average 3–6 from other jobs: each run had about half a core), 1 torch thread,
   float32 (`fast`) or float64 (`published`). Training times are wall time of the solver (setup, value fits and
   policy steps), each configuration capped by `--budget 1500` s (the `checks` run: 600 s; `deepham_ks_moment_60min`:
-  3,600 s, at load ≈ 1).
+  3,600 s, at load ≈ 1; `deepham_ks_planner_moment_60min`: 3,300 s).
 * Full length (run `deepham_ks_moment_60min`: 1st moment, all 10,000 published steps in 58.5 min on one CPU
   thread): Bellman error 0.0157 (published 0.0184 ± 0.004), ergodic K 39.50, total utility 104.33 (published
   39.3–39.4, ≈ 104.3), Euler error 0.0010 (classical 0.0007) and wealth Gini 0.267 (classical 0.25). The 25-minute
@@ -220,11 +220,16 @@ NOTES = """
   regression as DeepHAM's it scores 0.0202 (`classical_fitted_value`, run `deepham_ks_seed1`), closer to the
   published 0.0253 for the KS algorithm: most of the published gap between DeepHAM and the KS algorithm may be
   value-function fitting, not policy quality.
-* Planner vs game, trained (1 GM): seed 0 — planner 1,017 steps K 39.85 vs game 1,565 steps K 38.74; seed 1 at
+* Planner vs game at (near) full length, 1st moment, seed 0, same settings: the planner (run
+  `deepham_ks_planner_moment_60min`, 9,475 steps in 55 min) accumulates more capital — ergodic K 40.01 vs the game's
+  39.50 (`deepham_ks_moment_60min`, 10,000 steps) — reaches a higher utilitarian welfare (total utility 104.65 vs
+  104.33) with less wealth inequality (Gini 0.20 vs 0.27); its validation K separates from the game's from about
+  step 6,000 on (39.9–40.0 vs 39.3–39.5). One pair of runs: as published, but not a seed study.
+* Planner vs game, short runs (1 GM): seed 0 — planner 1,017 steps K 39.85 vs game 1,565 steps K 38.74; seed 1 at
   equal steps (1,258) — planner K 38.09 vs game K 40.93 (runs `deepham_ks_planner`, `deepham_ks_planner_seed1`,
   `deepham_ks_seed1`). At 10–15 % of the published 10,000 steps the ergodic K of one run still swings by ±2 between
   validations, and the seed-1 planner's wealth Gini (0.06) is still near the initial policy's (0.03): trained runs
-  this short cannot show the planner's effect. It is shown where it is defined, at the competitive equilibrium
+  this short cannot show the planner's effect. It is also shown locally, at the competitive equilibrium
   (`tests/test_deepham.py::test_at_the_competitive_solution_the_planner_saves_more`): with the classical solution
   cloned into the DeepHAM actor and its value as the terminal value, the game's gradient on the consumption share
   is ≈ 0 (|dJ/db| ≈ 0.05 on seeds 0–3: a best response) and the planner's ≈ −0.4: the planner would consume less
