@@ -45,13 +45,13 @@ def result(tmp_path_factory):
 
 
 # ---------------------------------------------------------------------------------------------- the reference
-def emulated_rank(monkeypatch, rank: int) -> EulerSolver:
-    """The Euler solver as process ``rank`` of 2 builds it (its data stream), in this single process."""
-    economy = hetagents_env.make_economy("Investment-v0", n_agents=EULER_N, dtype=torch.float64)
+def emulated_rank(monkeypatch, rank: int, solver_cls=EulerSolver, n_agents: int = EULER_N, config=EULER):
+    """A solver as process ``rank`` of 2 builds it (its data stream), in this single process."""
+    economy = hetagents_env.make_economy("Investment-v0", n_agents=n_agents, dtype=torch.float64)
     with monkeypatch.context() as m:
         m.setattr(distributed, "is_distributed", lambda: True)
         m.setattr(distributed, "rank", lambda: rank)
-        return EulerSolver(economy, EULER)
+        return solver_cls(economy, config)
 
 
 def union_batch_reference(ranks: list[EulerSolver], steps: int) -> tuple[list[float], torch.Tensor]:
@@ -100,18 +100,10 @@ def test_a_wall_clock_budget_stops_every_process_at_the_same_step(result):
     assert first == second > EULER_STEPS
 
 
-def emulated_deepham(monkeypatch, rank: int) -> DeepHAMSolver:
-    economy = hetagents_env.make_economy("Investment-v0", n_agents=DEEPHAM_N, dtype=torch.float64)
-    with monkeypatch.context() as m:
-        m.setattr(distributed, "is_distributed", lambda: True)
-        m.setattr(distributed, "rank", lambda: rank)
-        return DeepHAMSolver(economy, DEEPHAM)
-
-
 def test_deepham_two_processes_match_the_averaged_gradient_of_both_streams(result, monkeypatch):
     """DeepHAM: each step's update is Adam on the mean of the two processes' gradients, each on its own start states
     and shocks; the value is fitted by rank 0 (its stream) and copied to rank 1."""
-    ranks = [emulated_deepham(monkeypatch, r) for r in range(2)]
+    ranks = [emulated_rank(monkeypatch, r, DeepHAMSolver, DEEPHAM_N, DEEPHAM) for r in range(2)]
     main, other = ranks
     cfg = main.config
 

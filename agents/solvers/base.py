@@ -149,6 +149,18 @@ class Solver(abc.ABC):
         running = 0.0 if self._clock is None else time.perf_counter() - self._clock
         return self.wall_time + running
 
+    _ddp = None
+
+    def _data_parallel(self, module: nn.Module, loss: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        """``loss`` itself, or in a distributed run ``loss`` through DistributedDataParallel around ``module`` (built
+        once): one module whose forward is the whole loss, so that the several calls of ``module`` per loss are one
+        forward for DDP and the gradients are averaged over the processes."""
+        if not distributed.is_distributed():
+            return loss
+        if self._ddp is None:
+            self._ddp = distributed.wrap_loss(module, loss)
+        return self._ddp
+
     def _log(self, metrics: dict[str, Any], callback: Callback | None) -> bool:
         """Record ``metrics``; returns True when the callback asks to stop (on any process of a distributed run:
         every process must call this at the same points). Callback time is not counted."""

@@ -884,19 +884,13 @@ class DeepHAMSolver(Solver):
         return self.metrics
 
     _last_fit_step = -1
-    _ddp = None
 
     def _loss_function(self):
-        """start states -> −mean J; in a distributed run through DistributedDataParallel (the whole unroll is one
-        forward of one module; the actor's gradients are averaged over the processes)."""
+        """start states -> −mean J (data-parallel under torchrun: the whole unroll is one DDP forward of the actor)."""
         def loss(start: TensorDict) -> torch.Tensor:
             return -self.objective(start)
 
-        if not distributed.is_distributed():
-            return loss
-        if self._ddp is None:
-            self._ddp = distributed.wrap_loss(self.actor, loss)
-        return self._ddp
+        return self._data_parallel(self.actor, loss)
 
     def _metrics(self, objective: float) -> dict[str, Any]:
         agg = self.sim.aggregates(self.starts)

@@ -376,20 +376,14 @@ class EulerSolver(Solver):
         return final
 
     def _loss_function(self):
-        """minibatch -> mean squared Euler residual; in a distributed run through DistributedDataParallel (one
-        module whose forward is the whole loss, so that the policy's several calls per residual — the states and
-        their successors — are one forward for DDP; the gradients are averaged over the processes)."""
+        """minibatch -> mean squared Euler residual (data-parallel under torchrun: the policy's calls on the states
+        and their successors are one DDP forward)."""
         def loss(states: TensorDict) -> torch.Tensor:
             return self.residual(states).square().mean()
 
-        if not distributed.is_distributed():
-            return loss
-        if self._ddp is None:
-            self._ddp = distributed.wrap_loss(self.policy, loss)
-        return self._ddp
+        return self._data_parallel(self.policy, loss)
 
     _fresh_epoch = True
-    _ddp = None
     val_mse = math.nan
     last_loss: torch.Tensor | None = None
     """the latest minibatch loss of this process (the global one is its mean over the processes)"""

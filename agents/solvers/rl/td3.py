@@ -60,6 +60,7 @@ class TD3Solver(DDPGSolver):
     Config = TD3Config
     config: TD3Config
     _loss_names = ("value_loss", "actor_loss")
+    _noise_state: torch.Tensor | None = None  # the smoothing noise's RNG state (set at the first critic step)
 
     def _make_loss(self):
         from torchrl.objectives import TD3Loss
@@ -84,7 +85,7 @@ class TD3Solver(DDPGSolver):
         — runs are reproducible from the seed and the caller's global RNG is left untouched."""
         device = self.economy.device
         cuda = [torch.cuda.current_device() if device.index is None else device.index] if device.type == "cuda" else []
-        if getattr(self, "_noise_state", None) is None:
+        if self._noise_state is None:
             self._noise_state = torch.Generator(device=device).manual_seed(self.config.seed + 3).get_state()
         with torch.random.fork_rng(devices=cuda):
             if cuda:
@@ -127,7 +128,7 @@ class TD3Solver(DDPGSolver):
         return metrics
 
     def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "noise_state": getattr(self, "_noise_state", None)}
+        return {**super().state_dict(), "noise_state": self._noise_state}
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         super().load_state_dict(state_dict)
