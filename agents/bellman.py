@@ -55,7 +55,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from hetagents_env.core import Economy, Policy
+from hetagents_env.economies.core import Economy, Policy
 
 from .config import Config, ConfigError, interval
 

@@ -27,7 +27,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, Union
 
-from hetagents_env.params import Interval, interval
+from hetagents_env.economies.params import Interval, interval
 
 __all__ = ["Config", "ConfigError", "interval"]
 

@@ -36,7 +36,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from hetagents_env.core import Economy, Policy
+from hetagents_env.economies.core import Economy, Policy
 
 from .aggregate_law import den_haan_of_policy
 from .networks import count_parameters

@@ -53,7 +53,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from hetagents_env.core import Economy
+from hetagents_env.economies.core import Economy
 
 from .config import Config, ConfigError, interval
 

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from tensordict import TensorDict
 
-from hetagents_env.core import Economy, Policy
+from hetagents_env.economies.core import Economy, Policy
 
 __all__ = ["residual_options", "batched_residual"]
 

@@ -71,7 +71,7 @@ def _steppers(env_id: str, b: int, n: int, device: str) -> dict[str, tuple[int, 
         return build
 
     def gym_single():
-        from hetagents_env.gymnasium import EconomyGymEnv
+        from hetagents_env.interfaces.gymnasium import EconomyGymEnv
 
         env = EconomyGymEnv(env_id, **common)
         env.reset()

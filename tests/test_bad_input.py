@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import CUDA_AVAILABLE, ENV_IDS
 from hetagents_env import InvestmentEconomy, KrusellSmithEconomy, list_envs, make
-from hetagents_env.krusell_smith import DEFAULT_TRANSITION
+from hetagents_env.economies.krusell_smith import DEFAULT_TRANSITION
 
 INF = math.inf
 

@@ -10,7 +10,7 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
 import hetagents_env
-from hetagents_env.gymnasium import EconomyGymEnv, EconomyVectorEnv, parse_autoreset_mode
+from hetagents_env.interfaces.gymnasium import EconomyGymEnv, EconomyVectorEnv, parse_autoreset_mode
 
 B, N = 3, 4
 # check_env warns (does not fail) about the honest infinite bounds of unbounded observations

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from conftest import DEVICES, assert_finite, close_kwargs, make_generator
 from hetagents_env import InvestmentEconomy
-from hetagents_env import lq
+from hetagents_env.economies import lq
 
 H0_PUBLISHED = 0.0687224390648
 H1_PUBLISHED = -0.0504613550013

@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 
 from conftest import DEVICES, DTYPES, assert_finite, make_generator
 from hetagents_env import KrusellSmithEconomy
-from hetagents_env.krusell_smith import DEFAULT_TRANSITION, fischer_burmeister, gini
+from hetagents_env.economies.krusell_smith import DEFAULT_TRANSITION, fischer_burmeister, gini
 
 BETA, ALPHA, DELTA, LBAR, MU = 0.99, 0.36, 0.025, 1 / 0.9, 0.15
 Z_VALUES, UR = (0.99, 1.01), (0.10, 0.04)

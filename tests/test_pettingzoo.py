@@ -8,7 +8,7 @@ import torch
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 import hetagents_env
-from hetagents_env.pettingzoo import EconomyParallelEnv
+from hetagents_env.interfaces.pettingzoo import EconomyParallelEnv
 
 N, HORIZON = 4, 5
 

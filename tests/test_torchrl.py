@@ -12,7 +12,7 @@ from torchrl.envs import GymWrapper
 from torchrl.envs.utils import check_env_specs
 
 import hetagents_env
-from hetagents_env.torchrl import EconomyTorchRLEnv
+from hetagents_env.interfaces.torchrl import EconomyTorchRLEnv
 
 with warnings.catch_warnings():  # torchrl 0.14 warns about its own deprecated weight updaters at import
     warnings.simplefilter("ignore", DeprecationWarning)

@@ -34,7 +34,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from hetagents_env.core import Economy
+from hetagents_env.economies.core import Economy
 
 from .. import distributed
 from ..config import Config, ConfigError

@@ -76,7 +76,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from hetagents_env.core import Economy, Policy
+from hetagents_env.economies.core import Economy, Policy
 
 from .. import distributed
 from ..config import Config, ConfigError, interval

@@ -62,8 +62,8 @@ from typing import Any, Literal
 import torch
 from tensordict import TensorDict
 
-from hetagents_env import lq
-from hetagents_env.core import Economy, Policy
+from hetagents_env.economies import lq
+from hetagents_env.economies.core import Economy, Policy
 
 from .. import distributed
 from ..config import Config, ConfigError, interval

@@ -33,8 +33,8 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from hetagents_env.core import Economy
-from hetagents_env.krusell_smith import KrusellSmithEconomy
+from hetagents_env.economies.core import Economy
+from hetagents_env.economies.krusell_smith import KrusellSmithEconomy
 
 from ..aggregate_law import ALMFit, fit_alm
 from ..config import Config, ConfigError, interval

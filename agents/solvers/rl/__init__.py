@@ -6,7 +6,7 @@ Registered solvers:
 * ``"td0"`` (:mod:`.td0`): TD(0) policy evaluation of a given policy with a DeepSets critic along simulated batched
   paths (B economies × N agents), with an optional target network; checked against the exact value of the LQ
   policy of the linear investment economy (:func:`~.common.linear_policy_value`).
-* ``"ppo"`` (:mod:`.ppo`): PPO — torchrl ``Collector`` on :class:`~hetagents_env.torchrl.EconomyTorchRLEnv`, torchrl
+* ``"ppo"`` (:mod:`.ppo`): PPO — torchrl ``Collector`` on :class:`~hetagents_env.interfaces.torchrl.EconomyTorchRLEnv`, torchrl
   ``GAE`` and ``ClipPPOLoss``; shared DeepSets actor (Gaussian, fixed sd) and per-agent critic.
 * ``"ddpg"`` (:mod:`.ddpg`): DDPG — torchrl ``Collector``, ``TensorDictReplayBuffer``, ``DDPGLoss`` and
   ``SoftUpdate``; deterministic DeepSets actor and a per-agent critic Q(s_i, a_i, φ̄) that sees only the agent's own

@@ -53,7 +53,7 @@ from tensordict.nn import TensorDictModuleBase
 from torch import distributions as D
 from torch import nn
 
-from hetagents_env.core import Economy, Policy
+from hetagents_env.economies.core import Economy, Policy
 
 from ...config import Config, ConfigError, interval
 from ...networks import DeepSets, DeepSetsConfig, Features, default_features
@@ -343,7 +343,7 @@ class TorchRLValue(nn.Module):
 
 def make_env(economy: Economy, config: "RLConfig"):
     """The TorchRL env of ``config.num_envs`` economies, truncated (and reset) every ``config.horizon`` periods."""
-    from hetagents_env.torchrl import EconomyTorchRLEnv
+    from hetagents_env.interfaces.torchrl import EconomyTorchRLEnv
 
     return EconomyTorchRLEnv(economy, config.num_envs, seed=config.seed, max_episode_steps=config.horizon,
                              check_actions=False)

@@ -4,7 +4,7 @@ actor and critic and per-agent rewards.
 One step (:meth:`PPOSolver._step`):
 
 1. **Collect** ``rollout_steps`` periods of the ``num_envs`` economies with a torchrl ``Collector`` on
-   :class:`~hetagents_env.torchrl.EconomyTorchRLEnv` (batch [B, T]; per-agent entries (B, T, N, ·)); economies
+   :class:`~hetagents_env.interfaces.torchrl.EconomyTorchRLEnv` (batch [B, T]; per-agent entries (B, T, N, ·)); economies
    are truncated and reset after ``horizon`` periods. Actions are :math:`a_i = \mu(s)_i + \sigma\varepsilon_i`
    with the zero-sum noise of :class:`~agents.solvers.rl.common.AgentNormal` (price taking) and a fixed σ.
 2. **Advantages** by torchrl's GAE (γ = β, λ = ``gae_lambda``) per agent, from the per-agent rewards (scaled by

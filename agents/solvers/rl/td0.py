@@ -30,7 +30,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from hetagents_env.core import Economy, Policy
+from hetagents_env.economies.core import Economy, Policy
 
 from ...config import ConfigError, interval
 from ...networks import CallablePolicy

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from tensordict import TensorDict
 
-from hetagents_env._facade import action_bounds
+from hetagents_env.interfaces._facade import action_bounds
 
 from ...config import interval
 from ..base import register_solver

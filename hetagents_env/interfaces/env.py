@@ -1,4 +1,4 @@
-"""A stateful, Gymnasium-style batched environment over one :class:`~hetagents_env.core.Economy`.
+"""A stateful, Gymnasium-style batched environment over one :class:`~hetagents_env.economies.core.Economy`.
 
 ``obs, info = env.reset(seed=...)`` then ``obs, reward, terminated, truncated, info = env.step(action)``, all torch
 tensors on the economy's device: ``obs`` is ``economy.observe(state)`` (a TensorDict), ``reward`` is per agent
@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from tensordict import TensorDict
 
-from .core import Economy
-from .params import check_count
+from ..economies import Economy
+from ..economies.params import check_count
 
 
 class FusedStep:

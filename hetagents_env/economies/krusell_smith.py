@@ -37,6 +37,7 @@ import torch
 from tensordict import TensorDict
 
 from .core import Economy, Policy, _check_buffer
+from .registry import register_economy
 from .params import Interval, Params, check_in, interval
 
 #: rows/columns ordered (Z_b, u), (Z_b, e), (Z_g, u), (Z_g, e)
@@ -159,6 +160,7 @@ def fischer_burmeister(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a + b - torch.sqrt(a * a + b * b)
 
 
+@register_economy
 class KrusellSmithEconomy(Economy):
     """N households saving in capital under idiosyncratic unemployment and aggregate productivity risk.
 

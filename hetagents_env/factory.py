@@ -1,36 +1,9 @@
-"""Environment ids and the front door :func:`make`."""
+"""The front door :func:`make`: an economy of the registry behind the interface the caller asks for."""
 
 from __future__ import annotations
 
-from .core import Economy
-from .env import EconomyEnv
-from .investment import InvestmentEconomy
-from .krusell_smith import KrusellSmithEconomy
-
-ECONOMIES: dict[str, type[Economy]] = {cls.env_id: cls for cls in (InvestmentEconomy, KrusellSmithEconomy)}
-NAMESPACE = "hetagents/"
-
-
-def list_envs() -> list[str]:
-    """The known environment ids (each also accepted with the ``"hetagents/"`` prefix)."""
-    return sorted(ECONOMIES)
-
-
-def economy_class(env_id: str) -> type[Economy]:
-    """The Economy class of ``env_id``; an unknown id raises ``ValueError`` listing the known ones."""
-    if not isinstance(env_id, str):
-        raise ValueError(f"env_id must be a string, got {env_id!r}; known ids: {', '.join(list_envs())}")
-    name = env_id[len(NAMESPACE) :] if env_id.startswith(NAMESPACE) else env_id
-    try:
-        return ECONOMIES[name]
-    except KeyError:
-        raise ValueError(f"unknown environment id {env_id!r}; known ids: {', '.join(list_envs())}") from None
-
-
-def make_economy(env_id: str, *, n_agents: int | None = None, device=None, dtype=None, **params) -> Economy:
-    """The pure economy of ``env_id`` (no state, no RNG): ``make_economy("Investment-v0", nu=1.5)``."""
-    return economy_class(env_id)(n_agents, device=device, dtype=dtype, **params)
-
+from .economies import economy_class, make_economy
+from .interfaces.env import EconomyEnv
 
 #: the interfaces :func:`make` can return
 APIS = ("torch", "gymnasium", "pettingzoo", "torchrl")
@@ -57,12 +30,12 @@ def make(
 
     ``api`` (one core, thin facades; an unknown value raises ``ValueError`` listing the allowed ones):
 
-    * ``"torch"`` (default): :class:`~hetagents_env.env.EconomyEnv`, torch tensors in and out.
-    * ``"gymnasium"``: :class:`hetagents_env.gymnasium.EconomyVectorEnv` (a ``gymnasium.vector.VectorEnv``);
+    * ``"torch"`` (default): :class:`~hetagents_env.interfaces.env.EconomyEnv`, torch tensors in and out.
+    * ``"gymnasium"``: :class:`hetagents_env.interfaces.gymnasium.EconomyVectorEnv` (a ``gymnasium.vector.VectorEnv``);
       also takes ``autoreset_mode=``, ``return_torch=``, ``action_bound=``.
-    * ``"pettingzoo"``: :class:`hetagents_env.pettingzoo.EconomyParallelEnv` (one economy: ``num_envs`` must be 1);
+    * ``"pettingzoo"``: :class:`hetagents_env.interfaces.pettingzoo.EconomyParallelEnv` (one economy: ``num_envs`` must be 1);
       also takes ``action_bound=``.
-    * ``"torchrl"``: :class:`hetagents_env.torchrl.EconomyTorchRLEnv` (a ``torchrl.envs.EnvBase``, batch
+    * ``"torchrl"``: :class:`hetagents_env.interfaces.torchrl.EconomyTorchRLEnv` (a ``torchrl.envs.EnvBase``, batch
       ``[num_envs]``); also takes ``action_bound=``.
 
     The facades are imported on first use (torchrl is slow to import); each delegates to an ``EconomyEnv``.
@@ -91,15 +64,15 @@ def make(
         check_actions=check_actions, compile=compile,
     )
     if api == "gymnasium":
-        from .gymnasium import EconomyVectorEnv
+        from .interfaces.gymnasium import EconomyVectorEnv
 
         return EconomyVectorEnv(env_id, num_envs, **common, **params)
     if api == "pettingzoo":
         if num_envs != 1:
             raise ValueError(f"api='pettingzoo' runs one economy per env: num_envs must be 1, got {num_envs!r}")
-        from .pettingzoo import EconomyParallelEnv
+        from .interfaces.pettingzoo import EconomyParallelEnv
 
         return EconomyParallelEnv(env_id, **common, **params)
-    from .torchrl import EconomyTorchRLEnv
+    from .interfaces.torchrl import EconomyTorchRLEnv
 
     return EconomyTorchRLEnv(env_id, num_envs, **common, **params)

@@ -1,7 +1,7 @@
 """Shared plumbing of the library facades (:mod:`.gymnasium`, :mod:`.pettingzoo`, :mod:`.torchrl`).
 
 No economics here: only how the core's tensors are presented (bounds, layouts, numpy conversion) and how the
-facades build their core :class:`~hetagents_env.env.EconomyEnv`. Imports nothing heavier than numpy and torch.
+facades build their core :class:`~hetagents_env.interfaces.env.EconomyEnv`. Imports nothing heavier than numpy and torch.
 
 Layouts shared by the facades (``d_a = len(economy.agent_features)``, ``d_z = len(economy.aggregate_features)``):
 
@@ -19,9 +19,9 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from .core import Economy
+from ..economies import Economy
 from .env import EconomyEnv
-from .registry import make_economy
+from ..economies import make_economy
 
 #: default half-width of the action box when the economy's action is unbounded (investment: units of the good)
 DEFAULT_ACTION_BOUND = 1.0

@@ -12,7 +12,7 @@ Conventions shared by every economy:
 
 A *policy* is any callable ``policy(state) -> action`` with ``action`` of shape ``(B, N)``; ``nn.Module`` policies
 from :mod:`agents` qualify, and so do plain functions such as
-:meth:`hetagents_env.investment.InvestmentEconomy.lq_policy`.
+:meth:`hetagents_env.economies.investment.InvestmentEconomy.lq_policy`.
 """
 
 from __future__ import annotations

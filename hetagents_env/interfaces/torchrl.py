@@ -1,5 +1,5 @@
 """TorchRL facade: ``num_envs`` economies as a native :class:`torchrl.envs.EnvBase` with ``batch_size=[num_envs]``,
-a thin shell over :class:`~hetagents_env.env.EconomyEnv` (no economics here, no other facade in between).
+a thin shell over :class:`~hetagents_env.interfaces.env.EconomyEnv` (no economics here, no other facade in between).
 
 Keys (``B = num_envs``, ``N`` agents, ``d_a``/``d_z`` agent/aggregate features), all in the economy's dtype/device:
 
@@ -23,7 +23,7 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from . import _facade
-from .core import Economy
+from ..economies import Economy
 
 __all__ = ["EconomyTorchRLEnv"]
 
@@ -42,7 +42,7 @@ class EconomyTorchRLEnv(EnvBase):
         action_bound: half-width of the action box where the economy's action is unbounded (default 1).
 
     Attributes:
-        core: the :class:`~hetagents_env.env.EconomyEnv`; ``core.economy`` has the pure functions.
+        core: the :class:`~hetagents_env.interfaces.env.EconomyEnv`; ``core.economy`` has the pure functions.
     """
 
     def __init__(

@@ -9,7 +9,7 @@ Model (one economy; all B economies at once in the code):
 * Law of motion: :math:`x_i' = (1-\delta) x_i + u_i + \sigma w_i + \eta \omega`, with :math:`w_i \sim N(0,1)`
   i.i.d. idiosyncratic and :math:`\omega \sim N(0,1)` one aggregate shock per economy and period.
 * Euler equation: :math:`\gamma u_i(X) = \beta\, E\left[ p(X') + \gamma (1-\delta) u_i(X') \right]`.
-* Exact solution for ν = 1: :math:`u(X) = H_0 + H_1\, \mathrm{mean}(X)` (:mod:`hetagents_env.lq`); at the
+* Exact solution for ν = 1: :math:`u(X) = H_0 + H_1\, \mathrm{mean}(X)` (:mod:`hetagents_env.economies.lq`); at the
   baseline H0 = 0.0687224390648, H1 = −0.0504613550013.
 
 Shapes: state ``"x"`` (B, N); action u (B, N); shocks ``"w"`` (B, N) and ``"omega"`` (B,). Units: capital and
@@ -28,6 +28,7 @@ from tensordict import TensorDict
 
 from . import lq
 from .core import Economy, Policy, _check_buffer
+from .registry import register_economy
 from .params import Params, interval
 
 
@@ -59,6 +60,7 @@ class InvestmentParams(Params):
     """sd of the initial capital draw"""
 
 
+@register_economy
 class InvestmentEconomy(Economy):
     """N price-taking firms choosing investment; see the module docstring for the equations.
 

@@ -1,5 +1,5 @@
 """PettingZoo facade: one economy as a :class:`pettingzoo.ParallelEnv`, a thin shell over
-:class:`~hetagents_env.env.EconomyEnv` with ``num_envs=1`` (no economics here).
+:class:`~hetagents_env.interfaces.env.EconomyEnv` with ``num_envs=1`` (no economics here).
 
 Agents are ``"<agent_name>_<i>"`` for ``i < N`` (``"firm_0"``, … for the investment economy, ``"household_0"``, …
 for Krusell-Smith), ordered as the core's agent dimension. Every agent shares ONE observation space object and ONE
@@ -27,7 +27,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from . import _facade
-from .core import Economy
+from ..economies import Economy
 
 __all__ = ["EconomyParallelEnv"]
 
@@ -45,7 +45,7 @@ class EconomyParallelEnv(ParallelEnv):
         action_bound: half-width of the action box where the economy's action is unbounded (default 1).
 
     Attributes:
-        core: the :class:`~hetagents_env.env.EconomyEnv` (``num_envs=1``); ``core.economy`` has the pure functions.
+        core: the :class:`~hetagents_env.interfaces.env.EconomyEnv` (``num_envs=1``); ``core.economy`` has the pure functions.
     """
 
     metadata: dict[str, Any] = {"name": "hetagents", "render_modes": [], "is_parallelizable": True}

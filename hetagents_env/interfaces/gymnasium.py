@@ -1,5 +1,5 @@
 """Gymnasium facade: a :class:`gymnasium.vector.VectorEnv` of ``num_envs`` economies and a single-economy
-:class:`gymnasium.Env`, both thin shells over :class:`~hetagents_env.env.EconomyEnv` (no economics here).
+:class:`gymnasium.Env`, both thin shells over :class:`~hetagents_env.interfaces.env.EconomyEnv` (no economics here).
 
 Registered at ``import hetagents_env`` as ``hetagents/Investment-v0`` and ``hetagents/KrusellSmith-v0``::
 
@@ -37,10 +37,10 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from . import _facade
-from .core import Economy
-from .registry import ECONOMIES, NAMESPACE
+from ..economies import Economy
+from ..economies.registry import NAMESPACE, list_envs, on_register
 
-__all__ = ["EconomyGymEnv", "EconomyVectorEnv", "parse_autoreset_mode", "register_envs"]
+__all__ = ["EconomyGymEnv", "EconomyVectorEnv", "parse_autoreset_mode", "register_env", "register_envs"]
 
 
 def parse_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
@@ -76,7 +76,7 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
 
     Args:
         economy: an environment id (``"Investment-v0"``, also with the ``"hetagents/"`` prefix) or an
-            :class:`~hetagents_env.core.Economy` instance.
+            :class:`~hetagents_env.economies.core.Economy` instance.
         num_envs: number of economies ``B``.
         n_agents, device, dtype, **params: the economy's size, device, dtype and parameters (ids only).
         seed: seed of the first ``reset()`` that is given none.
@@ -84,11 +84,11 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
         autoreset_mode: ``AutoresetMode.DISABLED`` (default), ``SAME_STEP`` or ``NEXT_STEP`` (or their names).
         return_torch: return torch tensors on the economy's device instead of numpy arrays.
         check_actions: validate actions in the core (shape, dtype, device, finiteness).
-        compile: ``torch.compile`` the core's step (see :class:`~hetagents_env.env.EconomyEnv`).
+        compile: ``torch.compile`` the core's step (see :class:`~hetagents_env.interfaces.env.EconomyEnv`).
         action_bound: half-width of the action box where the economy's action is unbounded (default 1).
 
     Attributes:
-        core: the :class:`~hetagents_env.env.EconomyEnv` doing the work; ``core.economy`` has the pure functions.
+        core: the :class:`~hetagents_env.interfaces.env.EconomyEnv` doing the work; ``core.economy`` has the pure functions.
     """
 
     metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.DISABLED}
@@ -270,14 +270,22 @@ def _first(batch: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 def register_envs() -> None:
-    """Register ``hetagents/<id>`` for every economy with Gymnasium (idempotent)."""
-    for env_id in ECONOMIES:
-        full_id = NAMESPACE + env_id
-        if full_id in gymnasium.registry:
-            continue
-        gymnasium.register(
-            id=full_id,
-            entry_point=f"{__name__}:EconomyGymEnv",
-            vector_entry_point=f"{__name__}:EconomyVectorEnv",
-            kwargs={"economy": env_id},
-        )
+    """Register ``hetagents/<id>`` with Gymnasium for every economy, now and whenever one is registered later
+    (idempotent)."""
+    for env_id in list_envs():
+        register_env(env_id)
+    if register_env not in on_register:
+        on_register.append(register_env)
+
+
+def register_env(env_id: str) -> None:
+    """Register the Gymnasium id ``hetagents/<env_id>`` (single-economy and vector entry points)."""
+    full_id = NAMESPACE + env_id
+    if full_id in gymnasium.registry:
+        return
+    gymnasium.register(
+        id=full_id,
+        entry_point=f"{__name__}:EconomyGymEnv",
+        vector_entry_point=f"{__name__}:EconomyVectorEnv",
+        kwargs={"economy": env_id},
+    )
