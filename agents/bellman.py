@@ -1,4 +1,8 @@
-r"""The Bellman-error judge of the Krusell–Smith economy (DeepHAM's accuracy metric), for any policy and value.
+r"""The Bellman-error judge of the household economies (DeepHAM's accuracy metric), for any policy and value.
+
+Defined for economies that describe their households' problem (cash on hand, the consumption clip, utility and
+the successor states' probabilities: Krusell–Smith, Aiyagari); written below with Krusell–Smith's log utility and
+its (Z', e') successors — any other household economy uses its own u(c) and its n_z · n_e successors.
 
 For a household i at a state s drawn from long simulations of the policy,
 
@@ -195,10 +199,12 @@ def as_set_value(value) -> _SetValue:
 
 
 # ---------------------------------------------------------------------------------------------- the judge
+#: what the judge reads from the economy (the household economies' structure)
+_NEEDS = ("cash_on_hand", "consumption", "spendable", "utility", "prob_z", "prob_e_next", "cdf_z")
+
+
 def _float64(economy: Economy) -> Economy:
-    if economy.dtype == torch.float64:
-        return economy
-    return type(economy)(economy.n_agents, device=economy.device, dtype=torch.float64, **economy.params.to_dict())
+    return economy.with_dtype(torch.float64)
 
 
 @torch.no_grad()
@@ -238,8 +244,9 @@ def bellman_error(
     """Judge ``policy`` (state -> consumption share, (B, N)) and ``value`` (see :func:`as_set_value`) on the
     Krusell–Smith ``economy``; see the module docstring. ``overrides`` replace fields of ``config``."""
     config = BellmanConfig.build(config).replace(**overrides) if overrides else BellmanConfig.build(config)
-    if economy.env_id != "KrusellSmith-v0":
-        raise ValueError(f"the Bellman judge is defined for the Krusell-Smith economy, got {economy.env_id}")
+    missing = [name for name in _NEEDS if not economy.provides(name)]
+    if missing:
+        raise ValueError(f"the Bellman judge needs a household economy; {economy.env_id} lacks {', '.join(missing)}")
     start = time.perf_counter()
     was_training = [m.training for m in (policy, value) if isinstance(m, nn.Module)]
     for m in (policy, value):
@@ -291,10 +298,11 @@ def _chunk_errors(state: TensorDict, policy: Policy, V: _SetValue, eco: Economy,
     # --- the consumption grid (column G: the policy's own choice, for the expectation error)
     g = torch.linspace(0.0, 1.0, G, dtype=eco.dtype, device=eco.device)
     lo = c - torch.minimum(config.grid_down * c, torch.full_like(c, config.grid_span))
-    hi = c + torch.minimum(k_next - 1e-6, torch.full_like(c, config.grid_span))
+    hi = c + torch.minimum(k_next - eco.borrowing_limit - 1e-6, torch.full_like(c, config.grid_span))
     grid = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * g  # (C, N, G)
-    floor = torch.clamp(0.25 * cash, max=eco.params.c_min).unsqueeze(-1)
-    grid = torch.minimum(torch.maximum(grid, floor), cash.unsqueeze(-1) - floor)
+    spend = eco.spendable(cash).unsqueeze(-1)
+    floor = torch.clamp(0.25 * spend, max=eco.params.c_min)
+    grid = torch.minimum(torch.maximum(grid, floor), spend - floor)
     grid = torch.cat([grid, c.unsqueeze(-1)], dim=-1)  # (C, N, G + 1)
     k_dev = cash.unsqueeze(-1) - grid  # household i's own k' for each choice
     dev = TensorDict(
@@ -302,31 +310,32 @@ def _chunk_errors(state: TensorDict, policy: Policy, V: _SetValue, eco: Economy,
     )
     f_dev = V.features(dev).reshape(c_count, n, G + 1, -1)  # (C, N, G+1, L)
     summary = s_pol[:, None, None, :] + (f_dev - f_pol.unsqueeze(2)) / n  # the deviation moves the moments by 1/N
-    # --- V at the 4 successors (z', e') of every (state, household, choice): rows of single households
-    rows = c_count * n * (G + 1)
-    zs = torch.tensor([0, 0, 1, 1], device=eco.device)
-    es = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=eco.dtype, device=eco.device)
+    # --- V at the S = n_z · n_e successors (z', e') of every (state, household, choice): rows of single households
+    n_z, n_e = eco.n_z, eco.n_e
+    S, rows = n_z * n_e, c_count * n * (G + 1)
+    zs = torch.arange(n_z, device=eco.device).repeat_interleave(n_e)
+    es = torch.arange(n_e, device=eco.device).repeat(n_z).to(eco.dtype)
     row_state = TensorDict(
-        {"k": k_dev.reshape(1, rows, 1).expand(4, rows, 1).reshape(4 * rows, 1),
-         "e": es[:, None, None].expand(4, rows, 1).reshape(4 * rows, 1),
-         "z": zs[:, None].expand(4, rows).reshape(4 * rows)},
-        batch_size=[4 * rows],
+        {"k": k_dev.reshape(1, rows, 1).expand(S, rows, 1).reshape(S * rows, 1),
+         "e": es[:, None, None].expand(S, rows, 1).reshape(S * rows, 1),
+         "z": zs[:, None].expand(S, rows).reshape(S * rows)},
+        batch_size=[S * rows],
     )
-    row_summary = summary.reshape(1, rows, -1).expand(4, rows, -1).reshape(4 * rows, -1)
-    v_next = V.head(row_state, row_summary).to(eco.dtype).reshape(4, c_count, n, G + 1)
-    # --- probabilities: Z' by Monte Carlo draws (or exactly), own e' exactly
-    p_bad = eco.prob_z[z, 0]  # (C,)
-    if config.z_draws:
+    row_summary = summary.reshape(1, rows, -1).expand(S, rows, -1).reshape(S * rows, -1)
+    v_next = V.head(row_state, row_summary).to(eco.dtype).reshape(S, c_count, n, G + 1)
+    # --- probabilities: z' by Monte Carlo draws (or exactly), own e' exactly
+    if config.z_draws and n_z > 1:
         u = torch.rand(c_count, config.z_draws, generator=gen, dtype=eco.dtype, device=eco.device)
-        w_bad = (u < p_bad.unsqueeze(-1)).to(eco.dtype).mean(-1)
+        below = (u.unsqueeze(-1) < eco.cdf_z[z].unsqueeze(1)).to(eco.dtype).mean(1)  # (C, n_z − 1): P̂(z' ≤ j)
+        cum = torch.cat([below, torch.ones_like(below[:, :1])], -1)
+        w_z = torch.diff(cum, dim=-1, prepend=torch.zeros_like(cum[:, :1])).T  # (n_z, C)
     else:
-        w_bad = p_bad
-    w_z = torch.stack([w_bad, 1.0 - w_bad], 0)  # (2 z', C)
-    z_next = torch.arange(2, device=eco.device).view(2, 1, 1)
-    p_u = eco.prob_unemployed_next[z[None, :, None], z_next, e.long()[None]]  # P(e' = 0 | z, z', e_i): (2 z', C, N)
-    p_e = torch.stack([p_u, 1.0 - p_u], 1).reshape(4, c_count, n)  # order (z'=0,e'=0), (0,1), (1,0), (1,1)
-    weight = w_z.repeat_interleave(2, 0)[:, :, None] * p_e  # (4, C, N)
-    target = torch.log(grid) + beta * (weight.unsqueeze(-1) * v_next).sum(0)  # (C, N, G + 1)
+        w_z = eco.prob_z[z].T  # (n_z, C)
+    z_next = torch.arange(n_z, device=eco.device).view(n_z, 1, 1)
+    p_e = eco.prob_e_next[z[None, :, None], z_next, e.long()[None]]  # P(e' | z, z', e_i): (n_z, C, N, n_e)
+    p_e = p_e.permute(0, 3, 1, 2).reshape(S, c_count, n)  # order z' outer, e' inner, as the successors
+    weight = w_z.repeat_interleave(n_e, 0)[:, :, None] * p_e  # (S, C, N)
+    target = eco.utility(grid) + beta * (weight.unsqueeze(-1) * v_next).sum(0)  # (C, N, G + 1)
     optimality = (v_now - target[..., :G].max(-1).values).abs()
     expectation = (v_now - target[..., G]).abs()
     return optimality, expectation

@@ -2,6 +2,18 @@ r"""The judge: the same accuracy metrics for every solver, on common random numb
 
 ``evaluate(policy, economy, ...)`` (or ``evaluate_solver(solver, ...)``, which reads only the Solver interface):
 
+0. **Reference first** (the ``reference`` field; :mod:`agents.reference_judge`): where the economy has a
+   reference solution (an exact policy, or a reference solver solved once and cached: :mod:`agents.reference`),
+   the policy is scored AGAINST it — unit-free Euler-equation errors on common test states drawn from the
+   reference's ergodic set and on the policy's own ergodic set, its stationary distribution (K, Ginis, wealth
+   percentiles, Wasserstein-1 distance to the reference's), and the consumption-equivalent welfare loss of
+   following it instead of the reference. ``reference="auto"`` (default): scored when the reference is exact or
+   already cached, else skipped with the reason; ``True``: solved (once) if needed; ``False``: skipped; or a
+   :class:`~agents.reference.Reference`.
+
+The numbers below are **self-consistency measures** (:data:`SELF_CONSISTENCY`): they check a policy against
+itself (its own paths, its own value, its own law of motion), and a wrong policy can score well on them.
+
 1. simulate ``trajectories`` test paths of ``horizon`` periods (``horizon + 1`` states each, published: 32 or 256
    paths × 64 states) with the policy, from ONE initial state (the judge's own draw from ``seed``, the solver's
    ``initial_state``, or any state given) and shocks drawn from ``seed`` — the same for every solver;
@@ -11,13 +23,17 @@ r"""The judge: the same accuracy metrics for every solver, on common random numb
 3. investment economy with ν = 1: the policy error against the exact LQ solution at the same states,
    mean |u − u_ref| and mean |u − u_ref| / |u_ref|, u_ref = H0 + H1 mean(X);
 4. summary statistics of the economies' aggregates along the test paths (mean, sd, mean in the last period);
-5. Krusell–Smith economy: the Den Haan statistic (:func:`agents.aggregate_law.den_haan_of_policy`) — the solver's
+5. economies with two aggregate states (Krusell–Smith; Aiyagari with aggregate risk): the Den Haan statistic (:func:`agents.aggregate_law.den_haan_of_policy`) — the solver's
    own aggregate law of motion (``alm``) iterated on its own along long simulated panels of the policy, or, for
    solvers without one, an ALM fitted by OLS on those panels, so that every solver is scored by it;
 6. Krusell–Smith, on request (``bellman=True`` or a :class:`~agents.bellman.BellmanConfig` mapping; it is costly at
    the published sizes): the Bellman error of the policy and a value function (the solver's, or one fitted by
    DeepHAM's regression), see :mod:`agents.bellman`;
 7. the solver's training wall time (and CPU time) and the policy's parameter count, passed through.
+
+Every call of the judged policy is checked (:class:`~agents.policy_check.CheckedPolicy`): a wrong shape, NaN/inf
+or a value outside the action bounds raises :class:`~agents.policy_check.InvalidPolicyOutput` naming the kind, the
+judge's stage, the economy index, the agent and the period — it is never averaged into a number.
 
 The result is an :class:`EvaluationResult`, a dataclass that round-trips through JSON.
 """
@@ -28,8 +44,10 @@ import dataclasses
 import json
 import math
 import os
+import sys
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -40,9 +58,16 @@ from hetagents_env.economies.core import Economy, Policy
 
 from .aggregate_law import den_haan_of_policy
 from .networks import count_parameters
+from .policy_check import CheckedPolicy, InvalidPolicyOutput
+from .reference import Reference, ReferenceUnavailable, reference_for
+from .reference_judge import score_against_reference
 from .residuals import batched_residual, residual_options
 
-__all__ = ["EvaluationResult", "evaluate", "evaluate_solver", "lq_errors", "simulate_paths"]
+__all__ = ["SELF_CONSISTENCY", "EvaluationResult", "InvalidPolicyOutput", "evaluate", "evaluate_solver", "lq_errors",
+           "simulate_paths"]
+
+#: the result's fields that measure a policy's consistency with itself (secondary: a wrong policy can score well)
+SELF_CONSISTENCY = ("euler_mse", "euler_mean_abs", "euler_by_period", "den_haan", "bellman")
 
 
 @dataclasses.dataclass
@@ -56,7 +81,7 @@ class EvaluationResult:
     trajectories: int
     horizon: int
     euler_mse: float
-    """mean of ε² over all test states and agents"""
+    """mean of ε² over all test states and agents (self-consistency: the policy's own paths)"""
     euler_mean_abs: float
     """mean of |ε|"""
     euler_by_period: dict[str, list[float]]
@@ -70,10 +95,11 @@ class EvaluationResult:
     aggregates: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
     """per aggregate statistic: "mean" and "sd" over all test states, "final_mean" over paths at t = horizon"""
     bellman: dict[str, Any] | None = None
-    """Krusell–Smith, if requested: :class:`agents.bellman.BellmanResult` as a dict ("optimality", "expectation", …)"""
+    """(self-consistency) Krusell–Smith, if requested: :class:`agents.bellman.BellmanResult` as a dict
+    ("optimality", "expectation", …)"""
     den_haan: dict[str, Any] | None = None
-    """Krusell–Smith: the Den Haan statistic ("mean_pct", "max_pct"), the ALM used ("alm", "alm_source": "solver"
-    or "fitted"), its R² on the simulated panels, the mean K, and the simulation sizes"""
+    """(self-consistency) Krusell–Smith: the Den Haan statistic ("mean_pct", "max_pct"), the ALM used ("alm",
+    "alm_source": "solver" or "fitted"), its R² on the simulated panels, the mean K, and the simulation sizes"""
     solver: str | None = None
     wall_time: float | None = None
     """training wall time of the solver, seconds"""
@@ -83,11 +109,22 @@ class EvaluationResult:
     train_metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
     config: dict[str, Any] = dataclasses.field(default_factory=dict)
     eval_time: float = 0.0
+    reference: dict[str, Any] | None = None
+    """the reference-based metrics (:func:`agents.reference_judge.score_against_reference`) with
+    ``"status": "scored"``, or ``{"status": "skipped", "reason": ...}``; None: not asked (``reference=False``)"""
 
     @property
     def bellman_error(self) -> float | None:
         """The Bellman error (optimality form), if it was measured."""
         return None if self.bellman is None else self.bellman["optimality"]
+
+    def reference_metric(self, path: str) -> Any:
+        """A number of the reference section by dotted path (e.g. ``"welfare.mean_pct"``,
+        ``"errors_test.mean"``, ``"stationary.wasserstein"``); None if absent or not scored."""
+        data: Any = self.reference if self.reference and self.reference.get("status") == "scored" else None
+        for part in path.split("."):
+            data = data.get(part) if isinstance(data, Mapping) else None
+        return data
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(dataclasses.asdict(self))
@@ -143,22 +180,36 @@ def simulate_paths(
     else:
         raise ValueError(f"initial_state must have batch size 1 or {trajectories}, got {b}")
     if burn_in:
-        state = economy.rollout(policy, state, burn_in, generator)[:, -1]
-    return economy.rollout(policy, state, horizon, generator)
+        state = _rollout(policy, economy, state, burn_in, generator, stage="burn-in of the test paths")[:, -1]
+    return _rollout(policy, economy, state, horizon, generator, stage="test paths")
+
+
+def _rollout(policy: Policy, economy: Economy, state: TensorDict, steps: int, generator: torch.Generator, *,
+             stage: str) -> TensorDict:
+    """``economy.rollout`` (the same draws), telling a :class:`CheckedPolicy` the stage and period of each call."""
+    states = [state]
+    for t in range(steps):
+        if isinstance(policy, CheckedPolicy):
+            policy.at(stage, t)
+        state = economy.transition(state, policy(state), economy.sample_shocks(state, generator))
+        states.append(state)
+    return torch.stack(states, dim=1)
 
 
 @torch.no_grad()
 def lq_errors(policy: Policy, economy: Economy, states: TensorDict, *, chunk: int = 4096) -> dict[str, float] | None:
-    """Policy error against the exact LQ solution at ``states`` (flat batch), or None if there is none (ν ≠ 1 or
-    an economy without an LQ solution): mean |u − u_ref|, mean |u − u_ref| / |u_ref|, max |u − u_ref|."""
-    if not hasattr(economy, "lq_policy") or getattr(economy.params, "nu", 1.0) != 1.0:
+    """Policy error against the economy's exact policy (``economy.exact_policy()``: the LQ solution of the linear
+    investment economy) at ``states`` (flat batch), or None if there is none: mean |u − u_ref|,
+    mean |u − u_ref| / |u_ref|, max |u − u_ref|."""
+    exact = economy.exact_policy()
+    if exact is None:
         return None
     s = states.batch_size[0]
     abs_sum = rel_sum = 0.0
     abs_max = 0.0
     for i in range(0, s, chunk):
         part = states[i : i + chunk]
-        u, ref = policy(part), economy.lq_policy(part)
+        u, ref = policy(part), exact(part)
         err = (u - ref).abs().double()
         abs_sum += float(err.sum())
         rel_sum += float((err / ref.abs().double()).sum())
@@ -192,23 +243,39 @@ def evaluate(
     den_haan_burn_in: int = 500,
     bellman: bool | Mapping[str, Any] | None = None,
     value: Any = None,
+    reference: bool | Literal["auto"] | Reference | None = "auto",
+    reference_cache: str | os.PathLike | None = None,
+    reference_config: Mapping[str, Any] | None = None,
+    welfare: bool = True,
+    log: Callable[[str], Any] | None = None,
 ) -> EvaluationResult:
     """Judge ``policy`` on ``economy``; see the module docstring.
 
-    ``den_haan``: compute the Den Haan statistic (default: for the Krusell–Smith economy) on
+    ``den_haan``: compute the Den Haan statistic (default: for economies with two aggregate states) on
     ``den_haan_economies`` panels of ``den_haan_periods`` periods after ``den_haan_burn_in``, with ``alm`` (the
     solver's (2, 2) law of motion) or, if None, one fitted by OLS on the same panels. ``bellman``: measure the
     Bellman error (True: the published protocol; a mapping: :class:`~agents.bellman.BellmanConfig` fields) with
     ``value`` (None: a value fitted by DeepHAM's regression).
 
+    ``reference``: ``"auto"`` (default; None means the same): score against the economy's reference when it is
+    exact or cached (in ``reference_cache``, default ``$HETAGENTS_CACHE`` or ``~/.cache/hetagents/references``),
+    else skip it and say why; ``True``: solve the reference first if it is not cached (``log`` is told, default:
+    a line on stderr), with ``reference_config`` (default: the reference solver's ``reference_config``);
+    ``False``: no reference section; a :class:`~agents.reference.Reference`: that one. ``welfare=False`` skips the
+    welfare simulation.
+
     Common random numbers: the idiosyncratic draw of the residual, the initial state (if not given) and the path
-    shocks come from three generators seeded from ``seed``, independently of each other and of the policy.
+    shocks come from three generators seeded from ``seed``, independently of each other and of the policy; the
+    reference section's from the reference's key (the same for every solver and seed).
     """
     start = time.perf_counter()
     was_training = isinstance(policy, nn.Module) and policy.training
     if isinstance(policy, nn.Module):
         policy.eval()
+    raw_policy, policy = policy, CheckedPolicy(policy, economy)
     try:
+        ref_section = _reference_section(raw_policy, economy, reference, reference_cache, reference_config, welfare,
+                                         log)
         options = residual_options(economy, generator=economy.generator(seed), nodes=nodes)
         if initial_state is None:
             initial_state = economy.initial_state(1, economy.generator(seed + 1))
@@ -217,6 +284,7 @@ def evaluate(
             generator=economy.generator(seed + 2), burn_in=burn_in,
         )
         states = paths.reshape(-1)
+        policy.at("Euler residuals on the test paths")
         eps = batched_residual(economy, policy, states, options).double()  # (S, N)
         eps = eps.reshape(trajectories, horizon + 1, -1).transpose(0, 1).reshape(horizon + 1, -1)  # (T+1, paths·N)
         lo_hi = _percentiles(eps, (band[0], band[1]))  # (2, T+1)
@@ -227,6 +295,7 @@ def evaluate(
             "hi": lo_hi[1].tolist(),
             "mse": eps.square().mean(1).tolist(),
         }
+        policy.at("policy error against the exact policy")
         lq = lq_errors(policy, economy, states)
         aggregates = {}
         for name, series in economy.aggregates(states).items():
@@ -234,20 +303,22 @@ def evaluate(
             aggregates[name] = {
                 "mean": float(series.mean()), "sd": float(series.std(correction=0)), "final_mean": float(series[:, -1].mean())
             }
-        if n_params is None and isinstance(policy, nn.Module):
-            n_params = count_parameters(policy)
+        if n_params is None and isinstance(raw_policy, nn.Module):
+            n_params = count_parameters(raw_policy)
         bellman_result = None
         if bellman:
+            policy.at("Bellman error")
             bellman_result = _bellman(policy, value, economy, None if bellman is True else bellman)
         dh = None
-        if den_haan if den_haan is not None else economy.env_id == "KrusellSmith-v0":
+        if den_haan if den_haan is not None else economy.aggregate_states == 2:
+            policy.at("Den Haan simulation")
             dh = den_haan_of_policy(
                 policy, economy, alm=alm, economies=den_haan_economies, periods=den_haan_periods,
                 burn_in=den_haan_burn_in, seed=seed + 3,
             )
     finally:
         if was_training:
-            policy.train()
+            raw_policy.train()
     return EvaluationResult(
         economy=economy.env_id,
         n_agents=economy.n_agents,
@@ -272,7 +343,42 @@ def evaluate(
         train_metrics=dict(train_metrics or {}),
         config=dict(config or {}),
         eval_time=time.perf_counter() - start,
+        reference=ref_section,
     )
+
+
+def _reference_section(
+    policy: Policy, economy: Economy, reference: Any, cache_dir: Any, config: Mapping[str, Any] | None, welfare: bool,
+    log: Callable[[str], Any] | None,
+) -> dict[str, Any] | None:
+    """The ``reference`` field: the scored section, a skipped one with its reason, or None (``reference=False``)."""
+    if reference is False:
+        return None
+    if not isinstance(reference, Reference):
+        if reference not in (None, "auto", True):
+            raise ValueError(f"reference must be 'auto', True, False or a Reference, got {reference!r}")
+        solve = reference is True
+        try:
+            found = reference_for(economy, cache_dir=cache_dir, config=config, solve=solve, log=log or _stderr)
+        except ReferenceUnavailable as err:
+            return {"status": "skipped", "reason": str(err)}
+        except Exception as err:  # noqa: BLE001 - a failed reference solve must not hide the rest of the judge
+            reason = f"the reference could not be computed: {type(err).__name__}: {err}"
+            warnings.warn(reason, RuntimeWarning, stacklevel=3)
+            return {"status": "skipped", "reason": reason}
+        if found is None:
+            return {"status": "skipped", "reason": f"{economy.env_id} (these parameters) has no reference solution"}
+        reference = found
+    judged = (economy.env_id, economy.n_agents, economy.params)
+    if (reference.economy.env_id, reference.economy.n_agents, reference.economy.params) != judged:
+        raise ValueError(f"the reference is for {reference.economy.env_id}, N = {reference.economy.n_agents}, "
+                         f"{reference.economy.params}; the judged economy is {economy.env_id}, N = {economy.n_agents}, "
+                         f"{economy.params}")
+    return {"status": "scored", **score_against_reference(policy, economy, reference, welfare=welfare)}
+
+
+def _stderr(line: str) -> None:
+    print(f"judge: {line}", file=sys.stderr, flush=True)
 
 
 def evaluate_solver(

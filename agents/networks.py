@@ -53,7 +53,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from hetagents_env.economies.core import Economy
+from hetagents_env.economies.core import Economy, Features
 
 from .config import Config, ConfigError, interval
 
@@ -156,46 +156,10 @@ def published_config(phi: Literal["identity", "moments", "mlp", "relu"] = "mlp",
     return DeepSetsConfig(phi=phi).replace(**changes)
 
 
-@dataclasses.dataclass(frozen=True)
-class Features:
-    """Which state entries feed the network, and their scaling.
-
-    Attributes:
-        set: per-agent keys (each ``(B, N)``) stacked into φ's input ``(B, N, len(set))``.
-        own: per-agent keys given to ρ as agent i's own state ``(B, N, len(own))``.
-        aggregate: per-economy keys (each ``(B,)``) given to ρ ``(B, len(aggregate))``.
-        scale: ``{key: c}``: the entry is divided by c before use (e.g. k / k_ss).
-        shift: ``{key: m}``: m is subtracted from the entry before the scaling: (value − m) / c.
-    """
-
-    set: tuple[str, ...]
-    own: tuple[str, ...] = ()
-    aggregate: tuple[str, ...] = ()
-    scale: tuple[tuple[str, float], ...] = ()
-    shift: tuple[tuple[str, float], ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.set:
-            raise ConfigError("a DeepSets network needs at least one set feature (the input of φ)")
-
-
 def default_features(economy: Economy) -> Features:
-    """The natural inputs of each economy.
-
-    * ``Investment-v0``: φ over x; no own state (μ = 0: u depends on X only); no aggregate exogenous state.
-    * ``KrusellSmith-v0``: φ over k (so the summary depends on the capital distribution only, as the economy's
-      Euler residual requires); own (k, e); aggregate z; k scaled by the steady state k_ss.
-    * any other economy: every per-agent entry of its state feeds φ and ρ, every per-economy entry feeds ρ.
-    """
-    if economy.env_id == "Investment-v0":
-        return Features(set=("x",))
-    if economy.env_id == "KrusellSmith-v0":
-        k_ss = float(economy.params.steady_state_capital)
-        return Features(set=("k",), own=("k", "e"), aggregate=("z",), scale=(("k", k_ss),))
-    state = economy.initial_state(1)
-    per_agent = tuple(k for k, v in state.items() if v.dim() == 2)
-    aggregate = tuple(k for k, v in state.items() if v.dim() == 1)
-    return Features(set=per_agent, own=per_agent, aggregate=aggregate)
+    """The economy's own description of its network inputs (``economy.features()``): which per-agent entries φ
+    summarises, the own and aggregate entries ρ sees, and their scaling."""
+    return economy.features()
 
 
 def stack_entries(features: Features, state: TensorDict, keys: tuple[str, ...], dtype: torch.dtype) -> torch.Tensor:

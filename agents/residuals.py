@@ -41,9 +41,7 @@ def residual_options(
 
 def successors_per_state(economy: Economy, options: dict[str, Any]) -> int:
     """How many states the policy sees per residual (the state and its successors), for chunk sizing."""
-    if "nodes" in options:
-        return 1 + options["nodes"]
-    return 5  # Krusell–Smith: the state and 4 (Z', e') successors
+    return 1 + economy.expectation_nodes(**{k: v for k, v in options.items() if k != "form"})
 
 
 def batched_residual(

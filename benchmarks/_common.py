@@ -148,15 +148,17 @@ def setup_torch(threads: int, device: str) -> torch.device:
 
 def step_inputs(env_id: str, b: int, n: int, device, dtype: torch.dtype | None = None, ks_share: float = 0.3):
     """``(economy, generator, state, action)`` for timing a step of B = ``b`` economies of N = ``n`` agents: the
-    initial state drawn from seed 0, the exact LQ action (investment) or a constant consumption share ``ks_share``
-    (Krusell–Smith)."""
+    initial state drawn from seed 0, the economy's exact action where it has one (investment: LQ), else a constant
+    share ``ks_share`` (share actions: Krusell–Smith, Aiyagari) or the neutral action."""
     import hetagents_env
 
     eco = hetagents_env.make_economy(env_id, n_agents=n, device=device, dtype=dtype)
     gen = eco.generator(0)
     state = eco.initial_state(b, gen)
-    if env_id == "Investment-v0":
-        action = eco.lq_policy(state).contiguous()
+    exact = eco.exact_policy()
+    if exact is not None:
+        action = exact(state).contiguous()
     else:
-        action = torch.full((b, n), ks_share, device=eco.device, dtype=eco.dtype)
+        level = ks_share if eco.action_head == "sigmoid" else eco.neutral_action()
+        action = torch.full((b, n), level, device=eco.device, dtype=eco.dtype)
     return eco, gen, state, action

@@ -44,8 +44,9 @@ QUICK_SHAPES = [(384, 50), (1024, 128), (64, 10_000)]
 
 
 # ---------------------------------------------------------------------- numpy baselines (loop over economies)
-def numpy_investment_step(x, u, rng, p):
-    """x, u: (B, N) arrays. Returns (x', reward) computed one economy at a time."""
+def numpy_investment_step(arrays, u, rng, eco):
+    """state arrays {"x": (B, N)}, u: (B, N). Returns (x', reward) computed one economy at a time."""
+    x, p = arrays["x"], eco.params
     x_next, reward = np.empty_like(x), np.empty_like(x)
     for b in range(x.shape[0]):
         w = rng.standard_normal(x.shape[1])
@@ -56,8 +57,10 @@ def numpy_investment_step(x, u, rng, p):
     return x_next, reward
 
 
-def numpy_ks_step(k, e, z, share, rng, eco):
-    """k, e, share: (B, N); z: (B,) int. Returns (k', e', z', reward) one economy at a time."""
+def numpy_ks_step(arrays, share, rng, eco):
+    """state arrays {"k", "e": (B, N); "z": (B,) int}, share: (B, N). Returns (k', e', z', reward) one economy at a
+    time."""
+    k, e, z = arrays["k"], arrays["e"], arrays["z"]
     p = eco.params
     zv, lab, tax = eco.z_values.numpy(), eco.labour.numpy(), eco.tax.numpy()
     prob_z, prob_u = eco.prob_z.numpy(), eco.prob_unemployed_next.numpy()
@@ -76,6 +79,10 @@ def numpy_ks_step(k, e, z, share, rng, eco):
         p_u = prob_u[zb, z_next[b]][e[b].astype(int)]
         e_next[b] = (rng.random(k.shape[1]) >= p_u).astype(k.dtype)
     return k_next, e_next, z_next, reward
+
+
+#: the hand-written numpy loops the tensor core is compared with, by economy (others: no numpy column)
+NUMPY_LOOPS = {"Investment-v0": numpy_investment_step, "KrusellSmith-v0": numpy_ks_step}
 
 
 # ---------------------------------------------------------------------- timing
@@ -135,15 +142,11 @@ def measure(
         row["compiled_s"] = _median_time(lambda: after_step(fused), repeats)
         row["compiled_agent_steps_per_s"] = b * n / row["compiled_s"]
         row["gain"] = row["torch_s"] / row["compiled_s"]
-    if numpy_baseline:
+    numpy_loop = NUMPY_LOOPS.get(env_id)
+    if numpy_baseline and numpy_loop is not None:
         rng = np.random.default_rng(0)
-        if env_id == "Investment-v0":
-            x, u = state["x"].cpu().numpy(), action.cpu().numpy()
-            np_step = lambda: numpy_investment_step(x, u, rng, eco.params)  # noqa: E731
-        else:
-            k, e, z = (state[key].cpu().numpy() for key in ("k", "e", "z"))
-            s = action.cpu().numpy()
-            np_step = lambda: numpy_ks_step(k, e, z, s, rng, eco)  # noqa: E731
+        arrays = {key: value.cpu().numpy() for key, value in state.items()}
+        np_step = lambda: numpy_loop(arrays, action.cpu().numpy(), rng, eco)  # noqa: E731
         row["numpy_loop_s"] = _median_time(np_step, max(3, repeats // 2))
         row["numpy_agent_steps_per_s"] = b * n / row["numpy_loop_s"]
         row["speedup"] = row["numpy_loop_s"] / min(row["torch_s"], row.get("compiled_s", float("inf")))
@@ -194,14 +197,14 @@ def main(argv: list[str] | None = None) -> dict:
     machine = machine_info(device)
     print(f"torch {torch.__version__}, device {args.device}, torch.get_num_threads() = {torch.get_num_threads()}")
     rows = []
-    for env_id in ("Investment-v0", "KrusellSmith-v0"):
+    for economy_id in hetagents_env.list_envs():
         for b, n in QUICK_SHAPES if args.quick else SHAPES:
             row = measure(
-                env_id, b, n, args.device, repeats, numpy_baseline=not args.no_numpy, compile_step=not args.no_compile
+                economy_id, b, n, args.device, repeats, numpy_baseline=not args.no_numpy, compile_step=not args.no_compile
             )
             rows.append(row)
             print(
-                f"{env_id:16s} B={b:5d} N={n:8d}: eager {row['torch_agent_steps_per_s'] / 1e6:8.1f} M/s"
+                f"{economy_id:16s} B={b:5d} N={n:8d}: eager {row['torch_agent_steps_per_s'] / 1e6:8.1f} M/s"
                 f"  buffer {row['buffered_agent_steps_per_s'] / 1e6:8.1f} M/s"
                 + (f"  fused {row['compiled_agent_steps_per_s'] / 1e6:8.1f} M/s" if "compiled_s" in row else "")
                 + (f"  numpy loop {row['numpy_agent_steps_per_s'] / 1e6:7.2f} M/s  x{row['speedup']:.0f}"

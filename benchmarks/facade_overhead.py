@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hetagents_env  # noqa: E402
 from _common import RESULTS, finish_machine, machine_info, result_stem, setup_torch, write_results  # noqa: E402
 
-ENV_IDS = ("Investment-v0", "KrusellSmith-v0")
+ENV_IDS = tuple(hetagents_env.list_envs())  # every registered economy
 #: a valid, economically sensible constant action per economy (investment ≈ steady state; consumption share)
 ACTIONS = {"Investment-v0": 0.03, "KrusellSmith-v0": 0.3}
 
@@ -102,7 +102,9 @@ def _steppers(env_id: str, b: int, n: int, device: str) -> dict[str, tuple[int, 
     def torchrl_gym_wrapper():
         from torchrl.envs import GymWrapper
 
-        return torchrl_loop(GymWrapper(hetagents_env.make(env_id, api="gymnasium", num_envs=b, **common)))
+        # torchrl's GymWrapper takes SAME_STEP or DISABLED autoreset, not Gymnasium's default NEXT_STEP
+        return torchrl_loop(GymWrapper(hetagents_env.make(env_id, api="gymnasium", num_envs=b,
+                                                          autoreset_mode="DISABLED", **common)))
 
     return {
         "core": (b, core(b)),
@@ -137,9 +139,9 @@ def measure_facades(
         torch.set_num_threads(threads)
     rows = []
     with torch.no_grad():
-        for env_id in env_ids:
+        for economy_id in env_ids:
             core_rate: dict[int, float] = {}
-            for api, (num_envs, build) in _steppers(env_id, b, n, device).items():
+            for api, (num_envs, build) in _steppers(economy_id, b, n, device).items():
                 if apis is not None and api not in apis and not api.startswith("core"):
                     continue
                 seconds = _median_step_time(build(), steps, repeats)
@@ -148,7 +150,7 @@ def measure_facades(
                     core_rate[num_envs] = rate
                 rows.append(
                     {
-                        "env": env_id, "api": api, "B": num_envs, "N": n, "steps": steps, "repeats": repeats,
+                        "env": economy_id, "api": api, "B": num_envs, "N": n, "steps": steps, "repeats": repeats,
                         "threads": torch.get_num_threads(), "device": device, "s_per_step": seconds,
                         "agent_steps_per_s": rate, "overhead": core_rate[num_envs] / rate,
                     }

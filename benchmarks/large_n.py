@@ -70,7 +70,7 @@ def build_policy(economy):
     """The published φ(ReLU) DeepSets actor for ``economy`` (sigmoid head for the Krusell–Smith share)."""
     from agents.networks import make_actor, published_config
 
-    head = "sigmoid" if economy.env_id == "KrusellSmith-v0" else "linear"
+    head = economy.action_head
     return make_actor(economy, published_config("mlp", head=head), seed=0)
 
 
@@ -224,10 +224,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"torch {torch.__version__}, device {device}, torch.get_num_threads() = {torch.get_num_threads()}",
           flush=True)
     rows = []
-    for env_id in args.envs:
+    for economy_id in args.envs:
         for b, n in QUICK_SHAPES if args.quick else SHAPES:
             for mode in args.modes:
-                row = run_subprocess(env_id, b, n, mode, args)
+                row = run_subprocess(economy_id, b, n, mode, args)
                 rows.append(row)
                 if "error" in row:
                     print(f"{env_id:16s} B={b:6d} N={n:8d} {mode:7s} FAILED {row['error']}", flush=True)

@@ -3,11 +3,11 @@
     python benchmarks/run_all.py [--quick | --full] [--device cpu|cuda] [--only NAME ...] [--skip NAME ...]
                                  [--threads 1] [--out benchmarks/results] [--dry-run] [--no-readme]
 
-Benchmarks, in order: env_throughput, facade_overhead, large_n, scaling, kahou_tables, ks_classical, deepham_ks,
-rl_baselines. ``--quick`` (the default) passes ``--quick`` to each: small sizes and budgets, results written to
+Benchmarks, in order: env_throughput, facade_overhead, large_n, scaling, kahou_tables, ks_classical, aiyagari,
+deepham_ks, rl_baselines. ``--quick`` (the default) passes ``--quick`` to each: small sizes and budgets, results written to
 ``NAME_quick.json/.md`` so the committed full results are never overwritten; the whole suite takes about 10–15
 minutes on a 2-core CPU. ``--full`` runs the published sizes and rewrites ``NAME.json/.md``: several hours on a
-2-core CPU (kahou_tables ≈ 30 min, scaling ≈ 20 min, deepham_ks ≈ 1 h with its 25-minute budgets, rl_baselines
+2-core CPU (kahou_tables ≈ 30 min, scaling ≈ 20 min, aiyagari ≈ 15 min, deepham_ks ≈ 1 h with its 25-minute budgets, rl_baselines
 ≈ 40 min, the rest minutes). ``--device cuda`` is passed to the benchmarks that take a device (env_throughput,
 facade_overhead, large_n, scaling; their results get a ``_cuda`` suffix); the solver benchmarks run on the CPU.
 
@@ -35,6 +35,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "scaling": ([], True),
     "kahou_tables": ([], False),
     "ks_classical": ([], False),
+    "aiyagari": ([], False),
     "deepham_ks": ([], False),
     "rl_baselines": ([], False),
 }

@@ -228,11 +228,11 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = {"benchmark": "scaling", "date": machine["date"][:10], "quick": args.quick, "machine": machine,
                     "env_B": ENV_B, "env": [], "euler": []}
     if not args.skip_env:
-        for env_id in ENV_IDS:
+        for economy_id in ENV_IDS:
             for n in QUICK_ENV_NS if args.quick else ENV_NS:
-                row = env_step_times(env_id, ENV_B, n, str(device), repeats)
+                row = env_step_times(economy_id, ENV_B, n, str(device), repeats)
                 result["env"].append(row)
-                print(f"{env_id:16s} N={n:8d}: eager {1e3 * row['eager_s']:9.3f} ms  fused {1e3 * row['fused_s']:9.3f}"
+                print(f"{economy_id:16s} N={n:8d}: eager {1e3 * row['eager_s']:9.3f} ms  fused {1e3 * row['fused_s']:9.3f}"
                       f" ms  gain {row['gain']:.1f}x", flush=True)
         plot_env(result["env"], args.out / f"{stem}_env.png",
                  f"env step, B = {ENV_B}, {torch.get_num_threads()} thread(s), {machine['device']}")

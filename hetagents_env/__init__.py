@@ -10,7 +10,10 @@ Two sub-packages with :func:`make` above both:
 functions (``initial_state``, ``sample_shocks``, ``transition``, ``reward``, ``observe``, ``euler_residual``).
 """
 
+from ._version import __version__  # noqa: F401
 from .economies import Economy, Policy, economy_class, list_envs, make_economy, register_economy
+from .economies.aiyagari import AiyagariEconomy, AiyagariParams
+from .economies.households import HouseholdEconomy
 from .economies.investment import InvestmentEconomy, InvestmentParams
 from .economies.krusell_smith import KrusellSmithEconomy, KrusellSmithParams
 from .factory import make
@@ -23,6 +26,9 @@ from .interfaces.gymnasium import register_envs as _register_gymnasium_envs
 _register_gymnasium_envs()
 
 __all__ = [
+    "AiyagariEconomy",
+    "AiyagariParams",
+    "HouseholdEconomy",
     "Economy",
     "EconomyEnv",
     "FusedStep",
@@ -37,4 +43,3 @@ __all__ = [
     "make_economy",
     "register_economy",
 ]
-__version__ = "0.2.0"

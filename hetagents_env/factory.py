@@ -32,13 +32,16 @@ def make(
 
     * ``"torch"`` (default): :class:`~hetagents_env.interfaces.env.EconomyEnv`, torch tensors in and out.
     * ``"gymnasium"``: :class:`hetagents_env.interfaces.gymnasium.EconomyVectorEnv` (a ``gymnasium.vector.VectorEnv``);
-      also takes ``autoreset_mode=``, ``return_torch=``, ``action_bound=``.
+      also takes ``autoreset_mode=`` (default ``NEXT_STEP``, as Gymnasium), ``render_mode=``, ``return_torch=``,
+      ``action_bound=``.
     * ``"pettingzoo"``: :class:`hetagents_env.interfaces.pettingzoo.EconomyParallelEnv` (one economy: ``num_envs`` must be 1);
-      also takes ``action_bound=``.
+      also takes ``action_bound=``, ``render_mode=``.
     * ``"torchrl"``: :class:`hetagents_env.interfaces.torchrl.EconomyTorchRLEnv` (a ``torchrl.envs.EnvBase``, batch
       ``[num_envs]``); also takes ``action_bound=``.
 
-    The facades are imported on first use (torchrl is slow to import); each delegates to an ``EconomyEnv``.
+    The facades are imported on first use (torchrl is slow to import); each delegates to an ``EconomyEnv``. Every
+    returned env survives pickle / deepcopy / cloudpickle, and a copy draws its own shocks (see ``EconomyEnv``).
+    Stable-Baselines3 over B economies: :class:`hetagents_env.interfaces.sb3.EconomySB3VecEnv`.
 
     >>> env = make("Investment-v0", num_envs=4, n_agents=8, seed=0)
     >>> obs, info = env.reset()

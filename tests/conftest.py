@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 
+import hetagents_env
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
@@ -40,8 +41,8 @@ DEVICES = [
 #: parameters for ``pytest.mark.parametrize("dtype", DTYPES)`` (also the ``dtype`` fixture's params)
 DTYPES = [pytest.param(torch.float32, id="float32"), pytest.param(torch.float64, id="float64")]
 
-#: the environment ids every generic test should cover
-ENV_IDS = ["Investment-v0", "KrusellSmith-v0"]
+#: the environment ids every generic test covers: every registered economy, so a new one is tested as it lands
+ENV_IDS = hetagents_env.list_envs()
 
 
 # session scope: the values are immutable, and hypothesis' @given refuses function-scoped fixtures

@@ -32,7 +32,7 @@ def test_config_validation_and_bad_inputs():
         BellmanConfig(samples=10, periods=5)
     with pytest.raises(ValueError, match="cannot evaluate"):
         as_set_value(lambda s: s["k"])
-    with pytest.raises(ValueError, match="Krusell-Smith"):
+    with pytest.raises(ValueError, match="needs a household economy; Investment-v0 lacks"):
         bellman_error(lambda s: s["x"], None, hetagents_env.make_economy("Investment-v0", n_agents=4))
 
 
@@ -130,3 +130,37 @@ def test_exact_expectation_close_to_monte_carlo(constant_result):
     exact = bellman_error(policy, value, economy, {**SMALL, "z_draws": 0})
     drawn = bellman_error(policy, value, economy, {**SMALL, "z_draws": 1000})
     assert abs(exact.expectation - drawn.expectation) < 0.1 * exact.expectation + 0.02
+
+
+def test_any_household_economy_linear_value_by_hand():
+    """The same closed-form check on Aiyagari with aggregate risk (CRRA γ = 2, 3 productivity states, CIS: the
+    productivity matrix depends on z'): the judge's n_z · n_e successors and their probabilities, written out."""
+    economy = hetagents_env.make_economy("Aiyagari-v0", calibration="dhkr2012", aggregate_shock="cis", n_agents=4,
+                                         dtype=torch.float64)
+
+    class Linear:
+        def features(self, state):
+            return state["k"].unsqueeze(-1)
+
+        def head(self, state, summary):
+            return 0.01 * state["k"] + 0.5 * summary[..., :1] + state["e"] + state["z"].unsqueeze(-1)
+
+    policy = constant_share(0.2)
+    state = economy.initial_state(1, economy.generator(4))
+    state["k"] = torch.tensor([[5.0, 20.0, 30.0, 80.0]], dtype=torch.float64)
+    state["e"] = torch.tensor([[0.0, 1.0, 2.0, 1.0]], dtype=torch.float64)
+    from agents.bellman import _chunk_errors
+
+    gen = torch.Generator().manual_seed(0)
+    _, expectation = _chunk_errors(state, policy, as_set_value(Linear()), economy, BellmanConfig(z_draws=0), gen)
+    cash = economy.cash_on_hand(state)
+    c = economy.consumption(cash, policy(state))
+    k1 = cash - c
+    z = int(state["z"])
+    for i in range(4):
+        e = int(state["e"][0, i])
+        ev = sum(float(economy.prob_joint[z, e, zn, en]) * (0.01 * k1[0, i] + 0.5 * k1.mean() + en + zn)
+                 for zn in range(2) for en in range(3))
+        v_now = 0.01 * state["k"][0, i] + 0.5 * state["k"].mean() + e + z
+        u = c[0, i] ** (1 - 2.0) / (1 - 2.0)
+        torch.testing.assert_close(expectation[0, i], (v_now - u - economy.params.beta * ev).abs())

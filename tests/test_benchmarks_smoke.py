@@ -89,7 +89,7 @@ def test_run_all_selection_and_commands():
     assert not full.quick and "--quick" not in run_all.command("env_throughput", full)
     assert run_all.selected(full) == [n for n in run_all.BENCHMARKS if n not in ("deepham_ks", "rl_baselines")]
     assert set(run_all.BENCHMARKS) == {"env_throughput", "facade_overhead", "large_n", "scaling", "kahou_tables",
-                                       "ks_classical", "deepham_ks", "rl_baselines"}
+                                       "ks_classical", "aiyagari", "deepham_ks", "rl_baselines"}
     for name in run_all.BENCHMARKS:
         assert (BENCHMARKS / f"{name}.py").exists()
 

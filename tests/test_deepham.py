@@ -8,6 +8,7 @@ import torch
 
 import agents
 import hetagents_env
+from conftest import ENV_IDS
 from agents.config import ConfigError
 from agents.evaluate import lq_errors, simulate_paths
 from agents.solvers.deepham import (
@@ -15,7 +16,6 @@ from agents.solvers.deepham import (
     ValueEnsemble,
     critic_features,
     fast_tanh,
-    price_taking_transition,
 )
 
 #: tiny Krusell–Smith settings: 8 economies of 10 households, 20-period unrolls, one small value fit
@@ -96,21 +96,23 @@ def test_value_ensemble_summary_interface_and_output_preserving_rescale():
     torch.testing.assert_close(net(permuted), v[:, perm])
 
 
-@pytest.mark.parametrize("env_id", ["KrusellSmith-v0", "Investment-v0"])
+@pytest.mark.parametrize("env_id", ENV_IDS)
 def test_price_taking_transition_same_values_own_gradients_only(env_id):
     economy = hetagents_env.make_economy(env_id, n_agents=6, dtype=torch.float64)
+    if not economy.provides("price_taking_transition"):
+        pytest.skip(f"{env_id} has no price-taking transition")
     gen = economy.generator(0)
     state = economy.initial_state(3, gen)
-    key = "k" if env_id == "KrusellSmith-v0" else "x"
+    key = economy.endogenous_key
     noise = torch.rand(3, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     state[key] = state[key] * (0.5 + noise)
-    action = torch.full((3, 6), 0.1 if env_id == "KrusellSmith-v0" else 0.02, dtype=torch.float64)
+    action = torch.full((3, 6), 0.1 if economy.action_head == "sigmoid" else 0.02, dtype=torch.float64)
     shocks = economy.sample_shocks(state, gen)
     ref_next, ref_reward = economy.transition_and_reward(state, action, shocks)
     own = state[key].clone().requires_grad_(True)
     graph = state.clone()
     graph[key] = own
-    nxt, reward = price_taking_transition(economy, graph, action, shocks)
+    nxt, reward = economy.price_taking_transition(graph, action, shocks)
     torch.testing.assert_close(reward, ref_reward)
     torch.testing.assert_close(nxt[key], ref_next[key])
     for out in (reward, nxt[key]):

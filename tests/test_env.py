@@ -7,9 +7,8 @@ import torch
 
 import hetagents_env
 from conftest import CUDA_AVAILABLE, ENV_IDS
-from hetagents_env import EconomyEnv, InvestmentEconomy, KrusellSmithEconomy, list_envs, make
+from hetagents_env import EconomyEnv, InvestmentEconomy, list_envs, make
 
-CLASSES = {"Investment-v0": InvestmentEconomy, "KrusellSmith-v0": KrusellSmithEconomy}
 
 
 def action_for(env: EconomyEnv, step: int = 0) -> torch.Tensor:
@@ -40,9 +39,9 @@ def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
 def test_make_both_ids(env_id, prefix):
     env = make(prefix + env_id, num_envs=3, seed=0)
     assert isinstance(env, EconomyEnv)
-    assert type(env.economy) is CLASSES[env_id]
+    assert type(env.economy) is hetagents_env.economy_class(env_id)
     assert env.num_envs == 3
-    assert env.n_agents == CLASSES[env_id].default_n_agents  # 128 firms / 50 households by default
+    assert env.n_agents == hetagents_env.economy_class(env_id).default_n_agents  # 128 firms / 50 households by default
     assert env.dtype == torch.float32 and env.device == torch.device("cpu")
     env2 = make(prefix + env_id, num_envs=2, n_agents=7, dtype=torch.float64, seed=0, beta=0.9)
     assert env2.n_agents == 7 and env2.economy.params.beta == 0.9 and env2.dtype == torch.float64
@@ -216,3 +215,11 @@ def test_shapes_dtypes_and_devices(env_id, device, dtype):
             assert torch.isfinite(t_).all()
         assert terminated.device.type == truncated.device.type == device.type
     assert env.state.batch_size == torch.Size([b])
+
+
+def test_demo_runs_every_economy_under_its_own_policy(env_id, capsys):
+    from train.demo import demo
+
+    summary = demo(env_id, num_envs=2, steps=5, device="cpu", seed=0)
+    assert all(map(lambda v: v == v and abs(v) < float("inf"), summary.values()))
+    assert env_id in capsys.readouterr().out

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import gymnasium
 import numpy as np
 import pytest
@@ -18,10 +20,19 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*infinity")
 
 
 def action_sequence(env_id: str, steps: int, b: int = B, n: int = N, seed: int = 7) -> torch.Tensor:
-    """``steps`` reproducible actions ``(steps, b, n)`` inside each economy's action box."""
+    """``steps`` reproducible actions ``(steps, b, n)``: uniform in the economy's action bounds, within ±0.1 where
+    a side is unbounded (investment: small, realistic investments)."""
     gen = torch.Generator().manual_seed(seed)
     u = torch.rand(steps, b, n, generator=gen)
-    return u if env_id == "KrusellSmith-v0" else 0.1 * (2 * u - 1)
+    return box_sample(env_id, u)
+
+def box_sample(env_id: str, u: torch.Tensor) -> torch.Tensor:
+    """Uniforms ``u`` mapped into the economy's action bounds (``[-0.1, 0.1]`` on an unbounded side)."""
+    cls = hetagents_env.economy_class(env_id)
+    low = cls.action_low if math.isfinite(cls.action_low) else -0.1
+    high = cls.action_high if math.isfinite(cls.action_high) else 0.1
+    return low + (high - low) * u
+
 
 
 def assert_obs_equal(obs: dict, core_obs) -> None:
@@ -40,8 +51,8 @@ def test_make_vec_uses_the_vector_entry_point(env_id):
     envs = gymnasium.make_vec(f"hetagents/{env_id}", num_envs=8, n_agents=16)
     assert isinstance(envs, EconomyVectorEnv)
     assert envs.num_envs == 8 and envs.n_agents == 16
-    assert envs.autoreset_mode is AutoresetMode.DISABLED
-    assert envs.metadata["autoreset_mode"] is AutoresetMode.DISABLED
+    assert envs.autoreset_mode is AutoresetMode.NEXT_STEP  # Gymnasium's own default
+    assert envs.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
     d_a, d_z = len(envs.economy.agent_features), len(envs.economy.aggregate_features)
     assert envs.single_observation_space["agents"].shape == (16, d_a)
     assert envs.single_observation_space["aggregate"].shape == (d_z,)
@@ -59,12 +70,14 @@ def test_make_vec_uses_the_vector_entry_point(env_id):
 
 def test_action_boxes(env_id):
     box = gymnasium.make_vec(f"hetagents/{env_id}", num_envs=2, n_agents=3).single_action_space
-    if env_id == "KrusellSmith-v0":
-        assert (box.low == 0).all() and (box.high == 1).all()
-    else:
-        assert (box.low == -1).all() and (box.high == 1).all()
-        narrow = EconomyVectorEnv(env_id, 2, n_agents=3, action_bound=0.2).single_action_space
-        assert np.allclose(narrow.high, 0.2)
+    cls = hetagents_env.economy_class(env_id)
+    # the economy's own bounds where finite (a share in [0, 1]), +-1 (the default action_bound) where unbounded
+    low = cls.action_low if math.isfinite(cls.action_low) else -1.0
+    high = cls.action_high if math.isfinite(cls.action_high) else 1.0
+    assert (box.low == np.float32(low)).all() and (box.high == np.float32(high)).all()
+    narrow = EconomyVectorEnv(env_id, 2, n_agents=3, action_bound=0.2).single_action_space
+    assert np.allclose(narrow.low, low if math.isfinite(cls.action_low) else -0.2)
+    assert np.allclose(narrow.high, high if math.isfinite(cls.action_high) else 0.2)
     with pytest.raises(ValueError, match="action_bound"):
         EconomyVectorEnv(env_id, 2, n_agents=3, action_bound=0.0)
 
@@ -183,7 +196,7 @@ def test_partial_reset_with_a_mask(env_id):
 
 
 def test_disabled_mode_truncates_and_waits_for_a_reset(env_id):
-    envs = EconomyVectorEnv(env_id, B, n_agents=N, max_episode_steps=2)
+    envs = EconomyVectorEnv(env_id, B, n_agents=N, max_episode_steps=2, autoreset_mode="DISABLED")
     envs.reset(seed=0)
     actions = action_sequence(env_id, 3).numpy()
     _, _, terminated, truncated, _ = envs.step(actions[0])
@@ -198,7 +211,7 @@ def test_disabled_mode_truncates_and_waits_for_a_reset(env_id):
 def test_same_step_autoreset(env_id):
     actions = action_sequence(env_id, 2).numpy()
     same = EconomyVectorEnv(env_id, B, n_agents=N, max_episode_steps=2, autoreset_mode="SAME_STEP")
-    manual = EconomyVectorEnv(env_id, B, n_agents=N, max_episode_steps=2)
+    manual = EconomyVectorEnv(env_id, B, n_agents=N, max_episode_steps=2, autoreset_mode="DISABLED")
     assert same.metadata["autoreset_mode"] is AutoresetMode.SAME_STEP
     same.reset(seed=4)
     manual.reset(seed=4)
@@ -216,6 +229,24 @@ def test_same_step_autoreset(env_id):
     np.testing.assert_array_equal(info["elapsed_steps"], 0)
 
 
+def test_next_step_is_the_default_and_does_nothing_without_a_horizon(env_id):
+    envs = EconomyVectorEnv(env_id, B, n_agents=N)
+    envs.reset(seed=0)
+    for action in action_sequence(env_id, 3).numpy():
+        _, _, terminated, truncated, info = envs.step(action)
+    assert not terminated.any() and not truncated.any()
+    np.testing.assert_array_equal(info["elapsed_steps"], 3)
+
+
+def test_single_env_never_autoresets(env_id):
+    env = EconomyGymEnv(env_id, n_agents=N, max_episode_steps=1)
+    assert env.vector.autoreset_mode is AutoresetMode.DISABLED
+    env.reset(seed=0)
+    *_, truncated, _ = env.step(action_sequence(env_id, 1, b=1)[0, 0].numpy())
+    *_, truncated_again, info = env.step(action_sequence(env_id, 1, b=1)[0, 0].numpy())
+    assert truncated and truncated_again and info["elapsed_steps"] == 2
+
+
 def test_next_step_autoreset(env_id):
     envs = EconomyVectorEnv(env_id, B, n_agents=N, max_episode_steps=2, autoreset_mode=AutoresetMode.NEXT_STEP)
     envs.reset(seed=0)
@@ -223,13 +254,15 @@ def test_next_step_autoreset(env_id):
     envs.step(actions[0])
     _, _, _, truncated, _ = envs.step(actions[1])
     assert truncated.all()
+    replay = envs.economy.generator()
+    replay.set_state(envs.core.rng.get_state())
     obs, reward, terminated, truncated, info = envs.step(actions[2])  # the reset step
     np.testing.assert_array_equal(reward, 0.0)
     np.testing.assert_array_equal(info["agent_rewards"], 0.0)
     assert not terminated.any() and not truncated.any()
     np.testing.assert_array_equal(info["elapsed_steps"], 0)
-    if env_id == "KrusellSmith-v0":  # a fresh economy starts at k_init
-        np.testing.assert_allclose(obs["agents"][..., 0], envs.economy.k_init, rtol=1e-6)
+    envs.economy.sample_shocks(envs.core.state, replay)  # the step drew its shocks, then the fresh economies
+    assert_obs_equal(obs, envs.economy.observe(envs.economy.initial_state(B, replay)))
     _, reward, _, truncated, info = envs.step(actions[3])
     assert not truncated.any() and (reward != 0).all()
     np.testing.assert_array_equal(info["elapsed_steps"], 1)

@@ -10,7 +10,16 @@ import agents
 import hetagents_env
 from agents.aggregate_law import alm_path, den_haan, fit_alm
 from agents.config import ConfigError
-from agents.solvers.krusell_smith import PUBLISHED_ALM, ClassicalKSSolver, GridFunction
+from agents.solvers.krusell_smith import (
+    KS1998_ALM,
+    KS1998_PARAMS,
+    PUBLISHED_ALM,
+    ClassicalKSSolver,
+    GridCoverageError,
+    GridFunction,
+    aggregate_steady_state,
+    default_K_grid,
+)
 
 COARSE = {"k_points": 40, "periods": 500, "burn_in": 100, "policy_tol": 1e-6, "alm_tol": 1e-5}
 
@@ -27,6 +36,9 @@ def solved() -> ClassicalKSSolver:
 
 def test_coarse_run_converges_near_published_alm(solved):
     assert solved.converged
+    # the default K grid of the DeepHAM (JEDC) calibration is MMV's, and the solution stayed on it
+    assert solved.K_bounds == (30.0, 50.0) and solved.K_regrids == 0
+    assert solved.metrics["K_on_grid"] and 30.0 < solved.metrics["K_fixed_bad"] < solved.metrics["K_fixed_good"] < 50.0
     assert solved.r2.min() > 0.99
     # the intercept/slope pair is collinear along ln K ≈ 3.68: compare the predicted ln K' there, and the slopes
     log_k = np.log([36.0, 39.5, 43.0])
@@ -136,8 +148,11 @@ def test_cubic_stencil_is_exact_for_cubics():
 
 # ---------------------------------------------------------------------- bad input
 def test_rejects_other_economies_and_bad_config():
-    with pytest.raises(ValueError, match="Krusell-Smith"):
+    with pytest.raises(ConfigError, match=r"solver 'ks_classical' cannot solve Investment-v0 .* lacks "
+                                          r"cash_on_hand_at.*two aggregate states"):
         agents.make_solver("ks_classical", hetagents_env.make_economy("Investment-v0"))
+    with pytest.raises(ConfigError, match=r"cannot solve Aiyagari-v0 .* lacks two aggregate states; two idiosyncratic"):
+        agents.make_solver("ks_classical", hetagents_env.make_economy("Aiyagari-v0"))
     ks = hetagents_env.make_economy("KrusellSmith-v0", n_agents=10)
     with pytest.raises(ConfigError, match="unknown key 'k_pts'"):
         agents.make_solver("ks_classical", ks, {"k_pts": 10})
@@ -145,6 +160,10 @@ def test_rejects_other_economies_and_bad_config():
         agents.make_solver("ks_classical", ks, {"K_interpolation": "quintic"})
     with pytest.raises(ConfigError, match="K_max"):
         agents.make_solver("ks_classical", ks, {"K_min": 50.0, "K_max": 30.0})
+    with pytest.raises(ConfigError, match=r"K grid \[60, 50\] is empty"):  # K_max placed from the steady state
+        agents.make_solver("ks_classical", ks, {"K_min": 60.0})
+    with pytest.raises(ConfigError, match="histogram_k_max = 45"):
+        agents.make_solver("ks_classical", ks, {"simulation": "histogram", "histogram_k_max": 45.0})
 
 
 def test_histogram_simulation_conserves_mass_and_the_unemployment_rate(solved):
@@ -223,3 +242,97 @@ def test_the_judge_measures_the_bellman_error_on_request(solved):
     assert result.bellman is not None and 0 < result.bellman_error < 0.5
     assert result.bellman["config"]["economies"] == 2
     assert agents.evaluate_solver(solved, trajectories=2, horizon=4, den_haan=False).bellman_error is None
+
+
+# ---------------------------------------------------------------------- the grids follow the economy
+#: quick settings of the Krusell–Smith (1998) solves: the continuum (histogram) simulation, a 50-point k grid; the K
+#: grid, its re-placement rule, the panel length and the damping are the defaults
+KS98_QUICK = {"simulation": "histogram", "k_points": 50, "policy_tol": 1e-6, "alm_tol": 1e-6}
+
+
+def ks1998(n_agents: int = 10) -> hetagents_env.KrusellSmithEconomy:
+    return hetagents_env.make_economy("KrusellSmith-v0", n_agents=n_agents, dtype=torch.float64, **KS1998_PARAMS)
+
+
+def test_default_K_grid_is_placed_from_the_aggregate_steady_state():
+    deepham = hetagents_env.make_economy("KrusellSmith-v0", n_agents=10)
+    # K_ss = k_ss · Σ_z π_z L_z = 37.99 · (1/0.9) · 0.93; the default grid is MMV's [30, 50] there, exactly
+    assert aggregate_steady_state(deepham) == pytest.approx(37.9893 * 0.93 / 0.9, rel=1e-4)
+    assert default_K_grid(deepham) == (30.0, 50.0)
+    assert ClassicalKSSolver(deepham).K_bounds == (30.0, 50.0)
+    # Krusell & Smith (1998): l̄ = 0.3271 -> K_ss = 37.99 · 0.3271 · 0.93 ≈ 11.56, the grid scaled with it
+    eco = ks1998()
+    K_ss = aggregate_steady_state(eco)
+    assert K_ss == pytest.approx(37.9893 * 0.3271 * 0.93, rel=1e-4)
+    lo, hi = ClassicalKSSolver(eco).K_bounds
+    assert (lo, hi) == pytest.approx((30.0 * K_ss / 39.2556, 50.0 * K_ss / 39.2556), rel=1e-4)
+    # explicit ends are honoured (one of them alone too)
+    assert ClassicalKSSolver(eco, {"K_min": 9.0, "K_max": 16.0}).K_bounds == (9.0, 16.0)
+    assert ClassicalKSSolver(eco, {"K_max": 16.0}).K_bounds == (lo, 16.0)
+
+
+def test_ks1998_calibration_with_the_default_grid_lands_on_the_published_alm():
+    """Krusell & Smith (1998): l̄ = 0.3271, μ = 0, ergodic K ≈ 11–12.5. The default grid follows the economy
+    (on MMV's [30, 50] the law's fixed points were 5.7 / 7.9 and yet 'converged'): published bad 0.085 + 0.965 ln K,
+    good 0.095 + 0.962 ln K."""
+    torch.set_num_threads(1)
+    solver = agents.make_solver("ks_classical", ks1998(), KS98_QUICK)
+    solver.train()
+    assert solver.converged and solver.K_regrids == 0
+    assert np.abs(solver.alm - KS1998_ALM).max() < 5e-3, solver.alm
+    m = solver.metrics
+    lo, hi = solver.K_bounds
+    assert m["K_on_grid"] and lo < m["K_sim_min"] < m["K_sim_max"] < hi
+    assert lo < m["K_fixed_bad"] < m["K_fixed_good"] < hi
+    assert 11.0 < m["mean_K"] < 12.5
+
+
+def test_a_wrong_explicit_K_grid_is_an_error_without_re_placement():
+    """MMV's [30, 50] on the 1998 calibration: the economy settles around K ≈ 6–8 by extrapolation; with
+    re-placement disabled the solve stops with an error naming the grid, the simulated range and the fixed points
+    instead of reporting convergence."""
+    torch.set_num_threads(1)
+    solver = agents.make_solver("ks_classical", ks1998(), {**KS98_QUICK, "K_min": 30.0, "K_max": 50.0, "K_regrids": 0})
+    named = r"simulated K after the burn-in spans \[\d.*K\*_bad = .*K grid \[30, 50\]"
+    with pytest.raises(GridCoverageError, match=named):
+        solver.train()
+    assert not solver.converged
+    assert solver.history[-1]["K_on_grid"] is False and solver.history[-1]["K_sim_max"] < 30.0
+
+
+def test_a_wrong_explicit_K_grid_is_re_placed_around_the_economy():
+    """With re-placement (the default), the same wrong grid is moved to the steady-state placement, with a warning,
+    and the solve lands where the default grid does; a checkpoint keeps the re-placed grid."""
+    torch.set_num_threads(1)
+    solver = agents.make_solver("ks_classical", ks1998(), {**KS98_QUICK, "K_min": 30.0, "K_max": 50.0})
+    with pytest.warns(RuntimeWarning, match=r"K grid re-placed to \[8.832, 14.72\] \(1 of at most 3\)"):
+        solver.train()
+    assert solver.converged and solver.K_regrids == 1 and solver.history[-1]["K_regrids"] == 1
+    assert solver.K_bounds == default_K_grid(solver.grid_economy)
+    assert np.abs(solver.alm - KS1998_ALM).max() < 5e-3, solver.alm
+    fresh = agents.make_solver("ks_classical", ks1998(), {**KS98_QUICK, "K_min": 30.0, "K_max": 50.0})
+    fresh.load_state_dict(solver.state_dict())
+    assert fresh.K_bounds == solver.K_bounds and fresh.K_regrids == 1
+    state = fresh.grid_economy.initial_state(2, fresh.grid_economy.generator(0))
+    assert torch.equal(fresh.policy(state), solver.policy(state))
+
+
+def test_households_beyond_the_top_of_the_histogram_are_an_error():
+    """In the 1998 economy (K ≈ 11.8) about 1 % of the households hold more than k = 20: a histogram topped at 20
+    clips them there, and the converged solve says so instead of reporting the clipped economy."""
+    torch.set_num_threads(1)
+    short = {**KS98_QUICK, "histogram_points": 300, "histogram_k_max": 20.0, "alm_tol": 1e-4}
+    solver = agents.make_solver("ks_classical", ks1998(), short)
+    with pytest.raises(GridCoverageError, match="beyond its top histogram_k_max = 20; clipped there, it lost"):
+        solver.train()
+    assert not solver.converged
+
+
+def test_households_beyond_the_top_of_the_k_grid_are_an_error():
+    """An individual grid topped at 20 (beyond it the policy is extrapolated) does not cover the panel's richest."""
+    torch.set_num_threads(1)
+    panel = {"k_points": 30, "k_max": 20.0, "policy_tol": 1e-5, "alm_tol": 1e-3, "periods": 300}
+    solver = agents.make_solver("ks_classical", ks1998(500), panel)
+    with pytest.raises(GridCoverageError, match="beyond the individual capital grid's top k_max = 20"):
+        solver.train()
+    assert not solver.converged

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -21,7 +23,15 @@ def make(env_id: str, **kwargs) -> EconomyParallelEnv:
 def action_sequence(env_id: str, steps: int, seed: int = 7) -> torch.Tensor:
     """``steps`` reproducible actions ``(steps, 1, N)`` inside the action box."""
     u = torch.rand(steps, 1, N, generator=torch.Generator().manual_seed(seed))
-    return u if env_id == "KrusellSmith-v0" else 0.1 * (2 * u - 1)
+    return box_sample(env_id, u)
+
+def box_sample(env_id: str, u: torch.Tensor) -> torch.Tensor:
+    """Uniforms ``u`` mapped into the economy's action bounds (``[-0.1, 0.1]`` on an unbounded side)."""
+    cls = hetagents_env.economy_class(env_id)
+    low = cls.action_low if math.isfinite(cls.action_low) else -0.1
+    high = cls.action_high if math.isfinite(cls.action_high) else 0.1
+    return low + (high - low) * u
+
 
 
 def as_dict(env: EconomyParallelEnv, action: torch.Tensor) -> dict[str, np.ndarray]:
@@ -40,7 +50,7 @@ def test_parallel_seed_test(env_id):
 def test_agents_spaces_and_state(env_id):
     env = make(env_id)
     name = env.economy.agent_name
-    assert name == {"Investment-v0": "firm", "KrusellSmith-v0": "household"}[env_id]
+    assert name == hetagents_env.economy_class(env_id).agent_name and name.isidentifier()
     assert env.possible_agents == [f"{name}_{i}" for i in range(N)]
     assert env.agents == []  # until reset
     obs, infos = env.reset(seed=0)

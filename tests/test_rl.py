@@ -16,7 +16,7 @@ from agents.solvers.rl.common import (
     AgentNormal, CenteredGaussianNoise, StateActionValue, default_scaling, linear_policy_value, monte_carlo_value,
 )
 
-ENV_IDS = ["Investment-v0", "KrusellSmith-v0"]
+from conftest import ENV_IDS  # noqa: E402
 TINY_PPO = {"num_envs": 4, "rollout_steps": 8, "horizon": 8, "minibatch": 8, "epochs": 2}
 TINY_DDPG = {"num_envs": 4, "horizon": 8, "warmup": 4, "batch_size": 4, "buffer_size": 256, "log_every": 5}
 TINY_TD3 = {**TINY_DDPG, "policy_delay": 2}

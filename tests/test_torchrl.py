@@ -3,6 +3,7 @@ agreement with the core."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import pytest
@@ -29,7 +30,15 @@ def make(env_id: str, **kwargs) -> EconomyTorchRLEnv:
 def action_sequence(env_id: str, steps: int, seed: int = 7) -> torch.Tensor:
     """``steps`` reproducible actions ``(steps, B, N)`` inside the action box."""
     u = torch.rand(steps, B, N, generator=torch.Generator().manual_seed(seed))
-    return u if env_id == "KrusellSmith-v0" else 0.1 * (2 * u - 1)
+    return box_sample(env_id, u)
+
+def box_sample(env_id: str, u: torch.Tensor) -> torch.Tensor:
+    """Uniforms ``u`` mapped into the economy's action bounds (``[-0.1, 0.1]`` on an unbounded side)."""
+    cls = hetagents_env.economy_class(env_id)
+    low = cls.action_low if math.isfinite(cls.action_low) else -0.1
+    high = cls.action_high if math.isfinite(cls.action_high) else 0.1
+    return low + (high - low) * u
+
 
 
 def with_action(td: TensorDict, action: torch.Tensor) -> TensorDict:
@@ -139,7 +148,9 @@ def test_collector_with_a_random_policy(env_id):
 
 
 def test_gym_wrapper_around_the_gymnasium_facade(env_id):
-    envs = hetagents_env.make(env_id, api="gymnasium", num_envs=B, n_agents=N, max_episode_steps=HORIZON, seed=0)
+    envs = hetagents_env.make(
+        env_id, api="gymnasium", num_envs=B, n_agents=N, max_episode_steps=HORIZON, seed=0, autoreset_mode="DISABLED"
+    )  # TorchRL's GymWrapper refuses Gymnasium's default NEXT_STEP
     wrapped = GymWrapper(envs)
     assert wrapped.batch_size == torch.Size([B])
     check_env_specs(wrapped, seed=0)

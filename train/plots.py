@@ -144,14 +144,16 @@ def euler_residuals_figure(result, path: str | os.PathLike, title: str | None = 
 
 @torch.no_grad()
 def policy_vs_lq_figure(paths, policy, economy, path: str | os.PathLike, n_paths: int = 4) -> Path | None:
-    """The policy's mean action along ``n_paths`` test paths against the exact LQ policy (None: no LQ solution)."""
-    if not hasattr(economy, "lq_policy") or getattr(economy.params, "nu", 1.0) != 1.0:
+    """The policy's mean action along ``n_paths`` test paths against the economy's exact policy (the LQ solution;
+    None: no exact policy)."""
+    exact = economy.exact_policy()
+    if exact is None:
         return None
     n = min(n_paths, paths.batch_size[0])
     sub = paths[:n]
     flat = sub.reshape(-1)
     u = policy(flat).double().mean(-1).reshape(n, -1).cpu().numpy()
-    ref = economy.lq_policy(flat).double().mean(-1).reshape(n, -1).cpu().numpy()
+    ref = exact(flat).double().mean(-1).reshape(n, -1).cpu().numpy()
     t = np.arange(u.shape[1])
     fig = Figure(figsize=(10, 3.6), layout="constrained")
     ax, ax2 = fig.subplots(1, 2)

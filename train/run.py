@@ -142,7 +142,8 @@ def _select(data: Mapping[str, Any], dotted: str) -> Any:
 
 
 def judge_scalars(result) -> dict[str, Any]:
-    """The judge's headline numbers: every top-level number of the result and the aggregates' statistics."""
+    """The judge's headline numbers: every top-level number of the result, the aggregates' statistics and the
+    reference section's numbers (``reference.<path>``, e.g. ``reference.welfare.mean_pct``)."""
     if result is None:
         return {}
     data = result.to_dict()
@@ -153,7 +154,23 @@ def judge_scalars(result) -> dict[str, Any]:
     for name, stats in (data.get("aggregates") or {}).items():
         for stat, value in stats.items():
             out[f"aggregates.{name}.{stat}"] = value
+    ref = data.get("reference") or {}
+    if ref.get("status") == "scored":
+        for path in REFERENCE_SCALARS:
+            value = result.reference_metric(path)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                out[f"reference.{path}"] = value
     return out
+
+
+#: the reference section's numbers reported as scalars (W&B summary, summary.json)
+REFERENCE_SCALARS = (
+    "errors_test.mean", "errors_test.p99", "errors_test.max", "errors_test.log10_mean", "errors_own.mean",
+    "errors_own.p99", "errors_own.max", "stationary.wasserstein", "stationary.wasserstein_noise",
+    "stationary.policy.K_mean", "stationary.policy.K_sd", "stationary.policy.wealth_gini",
+    "stationary.policy.consumption_gini", "stationary.reference.K_mean", "stationary.reference.wealth_gini",
+    "welfare.mean_pct", "welfare.se_pct",
+)
 
 
 def _fmt(value: Any) -> str:
@@ -170,21 +187,74 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _reference_rows(result) -> list[tuple[str, str]]:
+    """The reference section as (metric, value) rows: first in the table, the judge's primary metrics."""
+    ref = result.reference
+    if ref is None:
+        return []
+    if ref.get("status") != "scored":
+        return [("reference metrics", f"skipped: {ref.get('reason')}")]
+    m = result.reference_metric
+    origin = "exact" if ref.get("source") == "exact" else (
+        f"{ref.get('source')}, {'cached' if ref.get('cached') else 'solved now'}"
+        + (f" (solve {ref['solve_time']:.3g} s)" if isinstance(ref.get("solve_time"), (int, float)) else "")
+        + (f", converged = {ref.get('converged')}" if ref.get("converged") is not None else ""))
+    rows = [("reference", origin)]
+    for where, label in (("errors_test", "common test states"), ("errors_own", "own ergodic set")):
+        err = m(where)
+        if err:
+            what = "unit-free Euler error abs(1 - c/c_EE)" if err.get("kind") == "relative_euler" else \
+                "relative policy error abs(u - u_ref)/abs(u_ref)"
+            rows.append((f"{what}, {label}: mean / p99 / max",
+                         f"{_fmt(err['mean'])} / {_fmt(err['p99'])} / {_fmt(err['max'])} "
+                         f"(log10 mean {err['log10_mean']:.2f})"))
+    welfare = m("welfare")
+    if welfare:
+        name = "welfare loss, consumption equivalent" if welfare["kind"] == "consumption_equivalent" else \
+            "welfare loss, relative value"
+        se = f" ± {welfare['se_pct']:.2g}" if welfare.get("se_pct") is not None else ""
+        rows.append((f"{name} (%, > 0: worse than the reference)", f"{welfare['mean_pct']:.4g}{se}"))
+    stat = m("stationary")
+    if stat:
+        pol, ref_stat = stat["policy"], stat["reference"]
+        rows.append(("Wasserstein-1 of wealth to the reference (noise level)",
+                     f"{_fmt(stat['wasserstein'])} ({_fmt(stat['wasserstein_noise'])})"))
+        pairs = [("K mean", "K_mean"), ("K sd", "K_sd"), ("wealth Gini", "wealth_gini"),
+                 ("consumption Gini", "consumption_gini"), ("wealth p10", "wealth_p10"), ("wealth p50", "wealth_p50"),
+                 ("wealth p90", "wealth_p90"), ("wealth p99", "wealth_p99")]
+        for label, key in pairs:
+            if pol.get(key) is not None:
+                rows.append((f"stationary {label}: policy / reference", f"{_fmt(pol[key])} / {_fmt(ref_stat[key])}"))
+        rows.append(("stationary simulation", f"{stat['economies']} economies from the reference's ergodic set "
+                     f"(reached in {ref.get('ergodic_burn_in')} periods from the initial state), burn-in "
+                     f"{stat['burn_in']} periods ({stat.get('burn_in_rule')}), {stat['periods']} recorded"))
+    return rows
+
+
 def judge_table(result) -> list[tuple[str, str]]:
-    """(metric, formatted value) rows of the judge's result."""
-    rows = [("Euler residual MSE", _fmt(result.euler_mse)), ("mean abs. Euler residual", _fmt(result.euler_mean_abs))]
+    """(metric, formatted value) rows of the judge's result: the reference-based metrics first, then the
+    self-consistency measures (marked: a wrong policy can score well on them), then the rest."""
+    rows = _reference_rows(result)
+    rows += [("Euler residual MSE, own paths (self-consistency)", _fmt(result.euler_mse)),
+             ("mean abs. Euler residual, own paths (self-consistency)", _fmt(result.euler_mean_abs))]
+    if result.bellman is not None:
+        rows.append(("Bellman error (self-consistency)", _fmt(result.bellman_error)))
+    if result.den_haan is not None:
+        rows.append(("Den Haan statistic, mean / max % (self-consistency)",
+                     f"{_fmt(result.den_haan.get('mean_pct'))} / {_fmt(result.den_haan.get('max_pct'))}"))
     if result.lq_abs_error is not None:
         rows += [("policy error vs LQ, mean abs.", _fmt(result.lq_abs_error)),
                  ("policy error vs LQ, relative", f"{100 * result.lq_rel_error:.3g} %"),
                  ("policy error vs LQ, max abs.", _fmt(result.lq_max_abs_error))]
     labels = {"wall_time": "training wall time (s)", "n_params": "parameters", "eval_time": "judge time (s)"}
     for key, value in judge_scalars(result).items():
-        if key.startswith("aggregates.") or key in ("euler_mse", "euler_mean_abs", "lq_abs_error", "lq_rel_error",
-                                                     "lq_max_abs_error", "n_agents", "trajectories", "horizon"):
+        if key.startswith(("aggregates.", "reference.")) or key in (
+                "euler_mse", "euler_mean_abs", "lq_abs_error", "lq_rel_error", "lq_max_abs_error", "n_agents",
+                "trajectories", "horizon"):
             continue
         rows.append((labels.get(key, key), _fmt(value)))
     for name, stats in result.aggregates.items():
-        rows.append((f"{name}: mean (sd)", f"{_fmt(stats['mean'])} ({_fmt(stats['sd'])})"))
+        rows.append((f"{name} on the test paths: mean (sd)", f"{_fmt(stats['mean'])} ({_fmt(stats['sd'])})"))
     return rows
 
 
@@ -497,7 +567,10 @@ def _run_main(
         # ----- the judge
         result = None
         if exp.eval.enabled:
-            result = agents.evaluate_solver(solver, **exp.evaluate_kwargs())
+            # the reference (where the economy has one) is scored when exact or cached; eval.options.reference=true
+            # solves it once first (said on the console), false skips it
+            judge_kwargs = {"log": lambda line: say(f"judge: {line}"), **exp.evaluate_kwargs()}
+            result = agents.evaluate_solver(solver, **judge_kwargs)
             result.to_json(run_dir / "judge.json")
             _write_text(run_dir / "judge.md", judge_markdown(result))
             say(judge_markdown(result))

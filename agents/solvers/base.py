@@ -81,6 +81,9 @@ class Solver(abc.ABC):
     Config: ClassVar[type[Config]] = Config
     #: trains data-parallel under torchrun (see :mod:`agents.distributed`); others refuse a distributed run
     supports_distributed: ClassVar[bool] = False
+    #: what the solver needs from an economy, checked once when it is built: names the economy must provide
+    #: (:meth:`Economy.provides`), or ``(description, predicate(economy) -> bool)`` pairs. Empty: any economy.
+    requires: ClassVar[tuple[str | tuple[str, Callable[[Economy], bool]], ...]] = ()
 
     policy: nn.Module
     value: nn.Module | None = None
@@ -89,6 +92,12 @@ class Solver(abc.ABC):
     def __init__(self, economy: Economy, config: Config | Mapping[str, Any] | None = None) -> None:
         if not isinstance(economy, Economy):
             raise ValueError(f"economy must be a hetagents_env Economy, got {type(economy).__name__}")
+        missing = self.missing_requirements(economy)
+        if missing:
+            raise ConfigError(
+                f"solver {self.name!r} cannot solve {economy.env_id} (parameters {economy.params}): the economy "
+                f"lacks {'; '.join(missing)}"
+            )
         self.economy = economy
         self.config = self.Config.build(config, base=self.default_config(economy))
         self.history: list[dict[str, Any]] = []
@@ -99,9 +108,33 @@ class Solver(abc.ABC):
         self._cpu_clock = 0.0
 
     @classmethod
+    def missing_requirements(cls, economy: Economy) -> list[str]:
+        """The entries of :attr:`requires` that ``economy`` does not meet (empty: the solver applies)."""
+        missing = []
+        for need in cls.requires:
+            if isinstance(need, str):
+                if not economy.provides(need):
+                    missing.append(need)
+            elif not need[1](economy):
+                missing.append(need[0])
+        return missing
+
+    @classmethod
+    def supports(cls, economy: Economy) -> bool:
+        """Whether this solver applies to ``economy`` (all of :attr:`requires` met)."""
+        return not cls.missing_requirements(economy)
+
+    @classmethod
     def default_config(cls, economy: Economy) -> Config:
         """The solver's defaults for ``economy`` (override to specialise per economy)."""
         return cls.Config()
+
+    @classmethod
+    def reference_config(cls, economy: Economy) -> Config:
+        """The settings with which this solver computes ``economy``'s reference solution for the judge
+        (:func:`agents.reference.reference_for`, when ``economy.reference_solver`` names it): accurate rather than
+        fast, solved once and cached. Default: :meth:`default_config`."""
+        return cls.default_config(economy)
 
     # ------------------------------------------------------------------ the interface
     @abc.abstractmethod

@@ -32,7 +32,7 @@ bottom (:meth:`DeepHAMSolver.train`):
      gradients; prices, aggregates and the moments the learner observes stay in the graph, so the learner's own
      1/N effect on them counts (the N-player game, as published). Only the learner's ρ runs with gradients.
    * ``price_taker=True`` (game mode): the learner takes aggregates as given: its own contribution to prices and
-     to the moments is detached (:func:`price_taking_transition`). Values are unchanged, gradients flow only
+     to the moments is detached (the economy's ``price_taking_transition``). Values are unchanged, gradients flow only
      through the agent's own state and action — the competitive (mean-field) equilibrium, which is what the LQ
      solution of the investment economy is; the N-player game differs by O(1/N) (≈ 2 % in the investment policy at
      N = 128). With ``learners="all"`` every agent of every economy is a learner at once: since no agent's action
@@ -92,7 +92,6 @@ __all__ = [
     "ValueEnsemble",
     "fast_tanh",
     "fit_value",
-    "price_taking_transition",
     "value_dataset",
 ]
 
@@ -491,38 +490,6 @@ def fit_value(
     return value, metrics
 
 
-# ---------------------------------------------------------------------------------------------- price taking
-def price_taking_transition(
-    economy: Economy, state: TensorDict, action: torch.Tensor, shocks: TensorDict
-) -> tuple[TensorDict, torch.Tensor]:
-    r"""``economy.transition_and_reward`` with every agent taking the aggregates as given.
-
-    Same values; the gradients flow only through each agent's own state and action, never through the aggregates
-    (prices, K, demand) its state contributes to with weight 1/N:
-
-    * Krusell–Smith: prices at the detached state; cash on hand is linear in own capital given prices, so
-      :math:`x_i = x_i(\bar s) + R(\bar K)(k_i - \bar k_i)` (bar: detached), then the economy's own consumption clip,
-      :math:`k_i' = x_i - c_i`, utility log c_i;
-    * investment: the law of motion has no aggregates; the profit uses the detached price,
-      :math:`p(\bar X) x_i - \gamma u_i^2/2`.
-    """
-    frozen = state.detach()
-    if economy.env_id == "KrusellSmith-v0":
-        R, _ = economy.prices(frozen["k"].mean(-1), frozen["z"])
-        cash = economy.cash_on_hand(frozen) + R.unsqueeze(-1) * (state["k"] - frozen["k"])
-        c = economy.consumption(cash, action)
-        z_next, e_next = economy.next_exogenous(frozen, shocks)
-        nxt = TensorDict({"k": cash - c, "e": e_next, "z": z_next}, batch_size=state.batch_size, device=economy.device)
-        return nxt, torch.log(c)
-    if economy.env_id == "Investment-v0":
-        nxt = economy.transition(state, action, shocks)
-        reward = economy.reward(frozen, action) + economy.price(frozen["x"]).unsqueeze(-1) * (state["x"] - frozen["x"])
-        return nxt, reward
-    raise ConfigError(
-        f"price_taker = true is implemented for Krusell-Smith and the investment economy, not {economy.env_id}"
-    )
-
-
 # ---------------------------------------------------------------------------------------------- the solver
 @dataclasses.dataclass(frozen=True)
 class DeepHAMConfig(Config):
@@ -553,10 +520,11 @@ class DeepHAMConfig(Config):
     input_offsets: tuple[tuple[str, float], ...] | None = None
     """subtract these constants from state entries before the actor sees them (then the network's fixed scales
     divide): the actor's ``DeepSetsConfig.shift`` (not with a ``policy_network`` that has its own shift); None: the
-    economy's default — investment: x − x0_mean (and x / 0.1), Krusell–Smith: none (k / k_ss)"""
+    economy's ``centred_features()`` — investment: x − x0_mean (and x / 0.1), Krusell–Smith: none (k / k_ss)"""
     action_scale: float | None = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
-    """the actor's output is multiplied by this constant; None: the economy's default — investment: δ · x0_mean
-    (replacement investment, so the network's output is O(1)), Krusell–Smith: 1 (a share)"""
+    """the actor's output is multiplied by this constant; None: the economy's ``action_scale`` for an unbounded
+    action (investment: max(δ, 0.01) · max(|x0_mean|, 0.1), replacement investment, so the network's output is
+    O(1)), 1 for a share (sigmoid head: Krusell–Smith, Aiyagari)"""
     value: ValueConfig = ValueConfig()
     # -- policy optimisation
     steps: int = dataclasses.field(default=10_000, metadata=interval(0))
@@ -619,13 +587,14 @@ class DeepHAMSolver(Solver):
 
     @classmethod
     def default_config(cls, economy: Economy) -> DeepHAMConfig:
-        """Krusell–Smith: the published run. Investment economy: price-taking fictitious play with every firm a
-        learner (the competitive equilibrium = the LQ solution), unrolls of 100 periods from fresh initial states
+        """Economies with a long memory (a stated ``mixing_periods``: Krusell–Smith, Aiyagari): the published run.
+        Short-memory economies (the investment economy): price-taking fictitious play with every agent a learner
+        (the competitive equilibrium = the LQ solution), unrolls of 100 periods from fresh initial states
         (X_0 ≈ 0.9, the Kahou protocol), Adam without momentum (the fictitious-play field rotates: momentum makes it
         zig-zag) and a decaying learning rate. At the baseline (δ = 0.05, N = 16) the policy is within 1.2–2.5 % of
         LQ after these 300 steps and 0.6–1.5 % with ``steps=600`` (seeds 0–2); with faster depreciation (δ = 0.2)
         within ≈ 1.5 % after 50–100 steps of 40 periods."""
-        if economy.env_id == "Investment-v0":
+        if economy.mixing_periods is None and economy.provides("price_taking_transition"):
             return DeepHAMConfig(
                 price_taker=True, learners="all", start_states="initial", burn_in=0, horizon=100, batch_size=4,
                 lr=1e-2, lr_end=1e-4, adam_betas=(0.0, 0.999), steps=300, value_every=100, val_every=50,
@@ -638,13 +607,12 @@ class DeepHAMSolver(Solver):
         super().__init__(economy, config)
         self._start_clock()
         cfg = self.config
-        if cfg.dtype != "economy" and _DTYPES[cfg.dtype] != economy.dtype:
-            economy = type(economy)(economy.n_agents, device=economy.device, dtype=_DTYPES[cfg.dtype],
-                                    **economy.params.to_dict())
+        if cfg.dtype != "economy":
+            economy = economy.with_dtype(_DTYPES[cfg.dtype])
         self.sim = economy  # the economy the solver simulates (the user's, or a copy in the requested dtype)
-        if cfg.price_taker:
-            if economy.env_id not in ("KrusellSmith-v0", "Investment-v0"):
-                raise ConfigError(f"price_taker = true is not implemented for {economy.env_id}")
+        if cfg.price_taker and not economy.provides("price_taking_transition"):
+            raise ConfigError(f"price_taker = true needs an economy with a price-taking transition; "
+                              f"{economy.env_id} has none")
         self.rng = economy.generator(cfg.seed)
         distributed.reseed(self.rng, cfg.seed)  # distributed runs: each process simulates its own economies
         self.beta = float(economy.params.beta)
@@ -652,9 +620,8 @@ class DeepHAMSolver(Solver):
         if cfg.fast_tanh:
             use_fast_tanh(self.actor)
         scale = cfg.action_scale
-        if scale is None:
-            p = economy.params
-            scale = p.delta * p.x0_mean if economy.env_id == "Investment-v0" and p.delta > 0 else 1.0
+        if scale is None:  # an unbounded action in the economy's own unit; a share as it is
+            scale = float(economy.action_scale) if economy.action_head == "linear" else 1.0
         self.action_scale = float(scale)
         self.policy = ScaledPolicy(self.actor, scale) if scale != 1.0 else self.actor
         self.value = make_value(economy, cfg.value, summary=cfg.summary, moments=cfg.moments,
@@ -680,24 +647,20 @@ class DeepHAMSolver(Solver):
     # ------------------------------------------------------------------ construction helpers
     def _actor_config(self, economy: Economy) -> DeepSetsConfig:
         cfg = self.config
+        centred = economy.centred_features()  # inputs O(1) around the initial state
         offsets = cfg.input_offsets
         if offsets is None:
-            offsets = (("x", float(economy.params.x0_mean)),) if economy.env_id == "Investment-v0" else ()
+            offsets = centred.shift
         shift = tuple((key, float(value)) for key, value in offsets) or None
         if cfg.policy_network is not None:  # the offsets centre its inputs, unless it has its own shift
             net = cfg.policy_network
             return net if net.shift is not None or shift is None else net.replace(shift=shift)
         phi = "identity" if cfg.summary == "moment" else "mlp"
-        if economy.env_id == "KrusellSmith-v0":
-            # start at the deterministic steady state's consumption share (k' = k at k = k_ss)
-            state = economy.initial_state(1, economy.generator(0))
-            cash = economy.cash_on_hand(state)
-            saved = float((state["k"] / cash).mean())
-            share = 1.0 - saved if economy.params.action == "consumption_share" else saved
-            head, bias = "sigmoid", math.log(share / (1.0 - share))
-        else:
-            head, bias = "linear", None
-        scale = (("x", 0.1),) if economy.env_id == "Investment-v0" and cfg.input_offsets is None else None
+        head, bias = economy.action_head, None
+        if head == "sigmoid":  # start at the neutral share (Krusell–Smith: k' = k at k = k_ss)
+            share = economy.neutral_action()
+            bias = math.log(share / (1.0 - share))
+        scale = (centred.scale or None) if cfg.input_offsets is None else None
         return DeepSetsConfig(
             phi=phi, latent=cfg.moments, phi_widths=cfg.gm_widths, phi_activation="tanh", rho_widths=cfg.policy_widths,
             activation=cfg.activation, hidden_bias=True, output_bias=True, head=head, output_bias_init=bias,
@@ -781,7 +744,7 @@ class DeepHAMSolver(Solver):
         one = cfg.mode == "game" and cfg.learners == "one"
         idx = torch.randint(0, n, (b, 1), generator=gen, device=eco.device) if one else None
         if cfg.price_taker:
-            step_fn = lambda s, a, sh: price_taking_transition(eco, s, a, sh)  # noqa: E731
+            step_fn = eco.price_taking_transition
         else:
             step_fn = eco.transition_and_reward
         state, total = start, 0.0

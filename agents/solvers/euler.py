@@ -62,7 +62,6 @@ from typing import Any, Literal
 import torch
 from tensordict import TensorDict
 
-from hetagents_env.economies import lq
 from hetagents_env.economies.core import Economy, Policy
 
 from .. import distributed
@@ -145,21 +144,14 @@ class EulerConfig(Config):
 
 
 def lq_data_policy(economy: Economy) -> Policy:
-    """u = H0 + H1 mean(X) with the exact coefficients of the LINEAR (ν = 1) model, used to simulate the published
-    training data for every ν (the economy's own ``lq_policy`` exists only for ν = 1)."""
-    if not hasattr(economy, "lq_policy"):
+    """The economy's data policy (``economy.data_policy()``: for the investment economy u = H0 + H1 mean(X) with the
+    exact coefficients of the LINEAR model, the published training data for every ν)."""
+    policy = economy.data_policy()
+    if policy is None:
         raise ConfigError(
-            f"EulerConfig.data_policy = 'lq' needs an economy with an LQ solution; {economy.env_id} has none: "
-            "use data_policy = 'current'"
+            f"EulerConfig.data_policy = 'lq' needs an economy with a data policy (an exact or known policy); "
+            f"{economy.env_id} has none: use data_policy = 'current'"
         )
-    p = economy.params
-    h0, h1 = lq.closed_form(p.alpha0, p.alpha1, p.beta, p.gamma, p.delta)
-    x_key = "x"
-
-    def policy(state: TensorDict) -> torch.Tensor:
-        x = state[x_key]
-        return (h0 + h1 * x.mean(-1, keepdim=True)).expand_as(x)
-
     return policy
 
 
@@ -178,14 +170,13 @@ class EulerSolver(Solver):
 
     @classmethod
     def default_config(cls, economy: Economy) -> EulerConfig:
-        """Published setup for the investment economy (with re-simulation every 5 epochs when ν ≠ 1);
-        for Krusell–Smith: states simulated under the current policy, continued every epoch, and a small
-        sigmoid-share network starting near the steady-state consumption share."""
-        if economy.env_id == "Investment-v0":
-            return EulerConfig(resimulate_every=0 if economy.params.nu == 1.0 else 5)
-        if economy.env_id == "KrusellSmith-v0":
-            return _krusell_smith_defaults(economy)
-        return EulerConfig(data_policy="current", shared_initial_state=False, resimulate_every=1, continue_paths=True)
+        """An economy with a data policy (the investment economy): the published setup, data from that policy, with
+        re-simulation every 5 epochs where the economy has no exact policy (ν ≠ 1). Any other economy (Krusell–Smith,
+        Aiyagari): states simulated under the current policy, continued every epoch, and a small network starting at
+        the economy's neutral action (see :func:`_own_data_defaults`)."""
+        if economy.data_policy() is not None:
+            return EulerConfig(resimulate_every=0 if economy.exact_policy() is not None else 5)
+        return _own_data_defaults(economy)
 
     def __init__(self, economy: Economy, config: EulerConfig | Mapping[str, Any] | None = None) -> None:
         super().__init__(economy, config)
@@ -431,19 +422,16 @@ def _flat_tensordict(data: Mapping[str, torch.Tensor]) -> TensorDict:
     return TensorDict(dict(data), batch_size=first.shape[:1])
 
 
-def _krusell_smith_defaults(economy: Economy) -> EulerConfig:
-    """Krusell–Smith: a sigmoid consumption-share network on (k/k_ss, e, z, K/k_ss) whose output starts at the
-    steady-state share; 64 economies simulated under the current policy, continued every epoch, half of them
-    re-centred to an aggregate capital log-uniform in [0.3, 3] k_ss first (see "Anchoring"); 150 epochs, cosine
-    learning rate 1e-3 → 2e-5."""
-    p = economy.params
-    state = economy.initial_state(1, economy.generator(0))
-    cash = economy.cash_on_hand(state)
-    saved = float((state["k"] / cash).mean())  # k' = k at the steady state: the share saved
-    share = 1.0 - saved if p.action == "consumption_share" else saved
+def _own_data_defaults(economy: Economy) -> EulerConfig:
+    """Economies without a data policy (Krusell–Smith, Aiyagari): a small tanh network on the economy's features
+    whose output starts at the neutral action (a sigmoid share head: bias logit(share)); 64 economies simulated
+    under the current policy, continued every epoch, half of them re-centred to an aggregate capital log-uniform in
+    [0.3, 3] × the initial one first (see "Anchoring"); 150 epochs, cosine learning rate 1e-3 → 2e-5."""
+    neutral = float(economy.neutral_action())
+    head = economy.action_head
+    bias = math.log(neutral / (1.0 - neutral)) if head == "sigmoid" else neutral
     network = DeepSetsConfig(
-        phi="identity", rho_widths=(64, 64), activation="tanh", hidden_bias=True, head="sigmoid",
-        output_bias_init=math.log(share / (1.0 - share)),
+        phi="identity", rho_widths=(64, 64), activation="tanh", hidden_bias=True, head=head, output_bias_init=bias,
     )
     return EulerConfig(
         network=network, train_trajectories=64, val_trajectories=16, horizon=16, burn_in=0,

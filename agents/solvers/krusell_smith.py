@@ -5,7 +5,7 @@ Households perceive a log-linear aggregate law of motion (ALM) per aggregate sta
 re-estimated, until the perceived and the simulated laws agree.
 
 1. **Individual problem** — Euler-equation (time) iteration on a grid k_j = k_max (j/(J−1))^p (100 points on
-   [0, 1000], p = 7) × K ∈ [30, 50] (4 points) × e × z. Given the policy k'(k, e; K, z):
+   [0, 1000], p = 7) × K ∈ [K_min, K_max] (4 points) × e × z. Given the policy k'(k, e; K, z):
 
    .. math:: c = \Big(\beta \sum_{z', e'} P(z', e' \mid z, e)\, \frac{R(K', z')}{c'}\Big)^{-1}, \qquad
              c' = x(k', e'; K', z') - k'(k', e'; K', z'),\quad K' = e^{a_z + b_z \ln K}
@@ -17,6 +17,18 @@ re-estimated, until the perceived and the simulated laws agree.
    ln K_{t+1} on ln K_t per state (OLS), and update the ALM with damping 0.3 on the new estimate, until the
    coefficients change by less than 1e-8.
 
+**The K grid follows the economy.** By default it is MMV's [30, 50] for the JEDC calibration (whose aggregate
+steady state is K_ss = 39.26) scaled to this economy's aggregate steady state K_ss = k_ss · Σ_z π_z L_z
+(:func:`aggregate_steady_state`): [0.764, 1.274] · K_ss — exactly [30, 50] on the DeepHAM calibration, [8.83, 14.72]
+on Krusell & Smith's (1998) (l̄ = 0.3271, μ = 0). Explicit ``K_min`` / ``K_max`` are honoured as the first placement.
+Once the ALM has settled (its change below 1e-3) and at convergence, the simulated K path after the burn-in and the
+ALM's fixed points K*_z = exp(a_z / (1 − b_z)) must lie on the grid (within ``K_tolerance`` of its width); if they
+do not, the grid is re-placed around them (up to ``K_regrids`` times, each one a warning and the ``K_regrids``
+metric) and the iteration goes on; beyond that, :class:`GridCoverageError` names the grid, the simulated range and
+the fixed points. At convergence the households' capital must also have stayed below ``k_max`` (the panel) or
+``histogram_k_max`` (the histogram), or the same error names that grid. ``converged`` is never reported off the
+grids.
+
 Everything is vectorised in torch (float64): the grid arrays are (2 z, M K, 2 e, J k), the panel (B, N).
 Outputs: the ALM and its R², the interpolated policy (as the economy's action: a consumption or savings share), the
 value function (policy evaluation on the grid, one dense linear solve) and the simulated panel's K path for the Den
@@ -26,6 +38,8 @@ Haan statistic (:mod:`agents.aggregate_law`).
 from __future__ import annotations
 
 import dataclasses
+import math
+import warnings
 from typing import Any, Literal
 
 import numpy as np
@@ -34,7 +48,6 @@ from tensordict import TensorDict
 from torch import nn
 
 from hetagents_env.economies.core import Economy
-from hetagents_env.economies.krusell_smith import KrusellSmithEconomy
 
 from ..aggregate_law import ALMFit, fit_alm
 from ..config import Config, ConfigError, interval
@@ -42,6 +55,58 @@ from .base import Callback, Progress, Solver, check_budget, register_solver
 
 #: Maliar, Maliar & Valli (2010), stochastic simulation, JEDC comparison-project calibration
 PUBLISHED_ALM = np.array([[0.123815, 0.965565], [0.137800, 0.963238]])
+
+#: Krusell & Smith (1998): the same economy with l̄ = 0.3271 and no unemployment benefit, and their published ALM
+KS1998_PARAMS = {"lbar": 0.3271, "mu": 0.0}
+KS1998_ALM = np.array([[0.085, 0.965], [0.095, 0.962]])
+
+#: MMV's K grid for the JEDC calibration; the default grid is this band scaled to the economy's steady state
+MMV_K_GRID = (30.0, 50.0)
+
+#: the ALM change below which the K range is checked against the grid (before it, paths are transients)
+SETTLED_CHANGE = 1e-3
+
+#: the most capital (as a share of K, in any period) the histogram may lose by clipping mass at its top; the DeepHAM
+#: calibration's tail reaches 200 (its continuum run clips mass ≈ 4e-8 there, ≈ 1e-9 of K)
+HISTOGRAM_CLIP_TOL = 1e-6
+
+
+class GridCoverageError(RuntimeError):
+    """The simulated economy (or the ALM's fixed points) left a grid of the classical solver: no solution is
+    reported on a grid that does not contain it."""
+
+
+def _steady_state(beta: float, alpha: float, delta: float, labour, stationary) -> float:
+    """Aggregate K of the deterministic steady state: k_ss · Σ_z π_z L_z, k_ss = ((1/β − (1−δ))/α)^(1/(α−1))."""
+    k_ss = ((1.0 / beta - (1.0 - delta)) / alpha) ** (1.0 / (alpha - 1.0))
+    return k_ss * sum(p * lab for p, lab in zip(stationary, labour))
+
+
+#: the JEDC / DeepHAM calibration's aggregate steady state (≈ 39.26), the centre of MMV's grid
+JEDC_STEADY_STATE = _steady_state(0.99, 0.36, 0.025, [(1.0 / 0.9) * (1 - 0.10), (1.0 / 0.9) * (1 - 0.04)], [0.5, 0.5])
+
+
+def aggregate_steady_state(economy) -> float:
+    """The economy's deterministic steady state in aggregate units: K_ss = k_ss · Σ_z π_z L_z, with k_ss per unit
+    of labour (``params.steady_state_capital``), L_z the theoretical labour supply and π the stationary
+    distribution of z."""
+    p = economy.params
+    exact = economy.with_dtype(torch.float64)  # the economy's tables in float64 (as its parameters give them)
+    pz = exact.prob_z.cpu().numpy()
+    labour = exact.labour.cpu().numpy()
+    n = pz.shape[0]
+    # stationary π: π (P − I) = 0, Σ π = 1
+    A = np.vstack([(pz - np.eye(n)).T, np.ones(n)])
+    pi = np.linalg.lstsq(A, np.r_[np.zeros(n), 1.0], rcond=None)[0]
+    if n == 2 and pz[0, 1] + pz[1, 0] > 0:  # exactly, for the common case
+        pi = np.array([pz[1, 0], pz[0, 1]]) / (pz[0, 1] + pz[1, 0])
+    return _steady_state(p.beta, p.alpha, p.delta, labour.tolist(), pi.tolist())
+
+
+def default_K_grid(economy) -> tuple[float, float]:
+    """MMV's [30, 50] scaled by K_ss / 39.26: [0.764, 1.274] · K_ss (exactly [30, 50] on the JEDC calibration)."""
+    scale = aggregate_steady_state(economy) / JEDC_STEADY_STATE
+    return MMV_K_GRID[0] * scale, MMV_K_GRID[1] * scale
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +116,21 @@ class ClassicalKSConfig(Config):
     k_points: int = dataclasses.field(default=100, metadata=interval(2))
     """number of individual capital grid points J"""
     k_max: float = dataclasses.field(default=1000.0, metadata=interval(0.0, open_lo=True))
-    """upper end of the individual capital grid"""
+    """upper end of the individual capital grid (a converged panel whose households save beyond it is an error)"""
     k_power: float = dataclasses.field(default=7.0, metadata=interval(1.0))
     """grid curvature p: k_j = k_max (j/(J−1))^p"""
     K_points: int = dataclasses.field(default=4, metadata=interval(2))
     """number of aggregate capital grid points M"""
-    K_min: float = dataclasses.field(default=30.0, metadata=interval(0.0, open_lo=True))
-    K_max: float = dataclasses.field(default=50.0, metadata=interval(0.0, open_lo=True))
+    K_min: float | None = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
+    """lower end of the aggregate capital grid; None: placed from the economy's steady state (0.764 K_ss)"""
+    K_max: float | None = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
+    """upper end of the aggregate capital grid; None: 1.274 K_ss (MMV's [30, 50] on the JEDC calibration)"""
+    K_regrids: int = dataclasses.field(default=3, metadata=interval(0))
+    """times the K grid may be re-placed around the simulated K range when the (settled) simulation or the ALM's
+    fixed points leave it; 0: leaving it is an error"""
+    K_tolerance: float = dataclasses.field(default=0.05, metadata=interval(0.0))
+    """how far the simulated K (after the burn-in) and the ALM's fixed points may lie beyond the K grid, as a
+    share of its width"""
     K_interpolation: Literal["cubic", "linear"] = "cubic"
     """interpolation along the K grid: 4-point Lagrange (needs M ≥ 4; MMV interpolate cubically) or linear"""
     policy_damping: float = dataclasses.field(default=0.7, metadata=interval(0.0, 1.0, open_lo=True))
@@ -74,7 +147,7 @@ class ClassicalKSConfig(Config):
     histogram_points: int = dataclasses.field(default=2000, metadata=interval(10))
     """points of the histogram's uniform k grid"""
     histogram_k_max: float = dataclasses.field(default=200.0, metadata=interval(0.0, open_lo=True))
-    """upper end of the histogram's k grid (mass above it is moved to it)"""
+    """upper end of the histogram's k grid (mass moved beyond it, clipped to it, is an error at convergence)"""
     panel_economies: int = dataclasses.field(default=1, metadata=interval(1))
     """independent economies B simulated in the aggregate step (each of the economy's N households)"""
     periods: int = dataclasses.field(default=1100, metadata=interval(3))
@@ -87,7 +160,7 @@ class ClassicalKSConfig(Config):
     def _validate(self) -> None:
         if self.periods < self.burn_in + 3:
             raise ConfigError(f"periods = {self.periods} must exceed burn_in + 2 = {self.burn_in + 2}")
-        if self.K_max <= self.K_min:
+        if self.K_min is not None and self.K_max is not None and self.K_max <= self.K_min:
             raise ConfigError(f"K_max = {self.K_max} must exceed K_min = {self.K_min}")
 
 
@@ -154,7 +227,7 @@ class GridPolicy(nn.Module):
     """The classical solution as a policy of the economy: state -> action (B, N), the share of cash on hand
     consumed (or saved, following the economy's ``action`` parameter), from the tabulated k'(k, e; K, z)."""
 
-    def __init__(self, economy: KrusellSmithEconomy, grid: GridFunction, policy: torch.Tensor) -> None:
+    def __init__(self, economy: Economy, grid: GridFunction, policy: torch.Tensor) -> None:
         super().__init__()
         self.economy, self.grid = economy, grid
         self.register_buffer("table", policy)
@@ -197,23 +270,43 @@ class ClassicalKSSolver(Solver):
     """
 
     Config = ClassicalKSConfig
+    #: a household economy with Krusell–Smith's shape: its grids are (2 z, M K, 2 e, J k), its Euler update is the
+    #: log-utility one and its grid starts at k = 0
+    requires = (
+        "cash_on_hand_at", "prob_joint", "successors",
+        ("two aggregate states", lambda economy: economy.aggregate_states == 2),
+        ("two idiosyncratic states", lambda economy: getattr(economy, "n_e", None) == 2),
+        ("log utility (gamma = 1)", lambda economy: getattr(economy, "gamma", None) == 1.0),
+        ("a borrowing limit of 0", lambda economy: getattr(economy, "borrowing_limit", None) == 0.0),
+    )
+
+    @classmethod
+    def reference_config(cls, economy: Economy) -> ClassicalKSConfig:
+        """The judge's reference: the continuum (histogram) solution with the ALM fitted on 10,000 periods
+        (configs/ks_classical_continuum.yaml: Den Haan 0.045 / 0.164 % on its own path), on a histogram reaching
+        k = 400 (the DeepHAM calibration's wealth tail reaches ≈ 200) at the same resolution (0.1)."""
+        return cls.default_config(economy).replace(
+            simulation="histogram", histogram_points=4000, histogram_k_max=400.0, periods=10_100, burn_in=100,
+        )
 
     def __init__(self, economy: Economy, config: ClassicalKSConfig | dict | None = None) -> None:
-        if not isinstance(economy, KrusellSmithEconomy):
-            raise ValueError(f"the classical algorithm solves the Krusell-Smith economy, got {type(economy).__name__}")
         super().__init__(economy, config)
         cfg = self.config
         # the grid maths runs in float64 whatever the economy's dtype; the policy answers in the state's dtype
-        self.grid_economy = economy if economy.dtype == torch.float64 else type(economy)(
-            economy.n_agents, device=economy.device, dtype=torch.float64, **economy.params.to_dict()
-        )
+        self.grid_economy = economy.with_dtype(torch.float64)
         eco = self.grid_economy
+        K_min, K_max = self._initial_K_grid()
         j = torch.arange(cfg.k_points, dtype=torch.float64, device=eco.device)
         self.grid = GridFunction(
             cfg.k_max * (j / (cfg.k_points - 1)) ** cfg.k_power,
-            torch.linspace(cfg.K_min, cfg.K_max, cfg.K_points, dtype=torch.float64, device=eco.device),
+            torch.linspace(K_min, K_max, cfg.K_points, dtype=torch.float64, device=eco.device),
             cfg.K_interpolation,
         )
+        self.K_regrids = 0  # times the K grid was re-placed
+        self._default_grid_tried = (K_min, K_max) == default_K_grid(eco)
+        self.regrid_log: list[str] = []
+        self._k_top = 0.0  # the largest individual capital of the last simulation (panel)
+        self._spill = (0.0, 0.0)  # the last histogram simulation's mass beyond its top, and the capital clipped / K
         self.alm = np.asarray(cfg.alm_init, dtype=float).reshape(2, 2)
         self.r2 = np.full(2, np.nan)
         self._cash = self._grid_cash()
@@ -230,6 +323,110 @@ class ClassicalKSSolver(Solver):
     def policy_table(self) -> torch.Tensor:
         return self.policy.table
 
+    # ------------------------------------------------------------------ the K grid
+    @property
+    def K_bounds(self) -> tuple[float, float]:
+        """The K grid's ends now (after any re-placement)."""
+        return float(self.grid.K_grid[0]), float(self.grid.K_grid[-1])
+
+    def _initial_K_grid(self) -> tuple[float, float]:
+        """The configured K grid, its unset ends placed from the economy's steady state (:func:`default_K_grid`)."""
+        cfg = self.config
+        lo, hi = default_K_grid(self.grid_economy)
+        K_min = lo if cfg.K_min is None else cfg.K_min
+        K_max = hi if cfg.K_max is None else cfg.K_max
+        if not 0.0 < K_min < K_max:
+            raise ConfigError(f"the K grid [{K_min:.6g}, {K_max:.6g}] is empty (K_min {cfg.K_min}, K_max {cfg.K_max}; "
+                              f"the default placement is [{lo:.6g}, {hi:.6g}])")
+        self._check_K_below_k_grids(K_min, K_max, ConfigError)
+        return K_min, K_max
+
+    def _check_K_below_k_grids(self, K_min: float, K_max: float, error: type[Exception]) -> None:
+        cfg = self.config
+        tops = [("k_max", cfg.k_max)]
+        if cfg.simulation == "histogram":
+            tops.append(("histogram_k_max", cfg.histogram_k_max))
+        for name, top in tops:
+            if K_max >= top:
+                raise error(f"the K grid [{K_min:.6g}, {K_max:.6g}] reaches the top of the individual capital grid, "
+                            f"{name} = {top:g}: raise {name} well above the economy's capital (its aggregate steady "
+                            f"state is {aggregate_steady_state(self.grid_economy):.6g})")
+
+    def _set_K_grid(self, K_min: float, K_max: float, reinterpolate: bool = True) -> None:
+        """Move the K grid to [K_min, K_max] (same number of points); the policy table is carried over by
+        interpolation in K (clamped to the old grid) as the next Euler iteration's start."""
+        grid, M = self.grid, len(self.grid.K_grid)
+        new = torch.linspace(K_min, K_max, M, dtype=torch.float64, device=grid.K_grid.device)
+        if reinterpolate:
+            z = torch.arange(2, device=new.device)[:, None].expand(2, M)
+            at = new.clamp(float(grid.K_grid[0]), float(grid.K_grid[-1]))[None].expand(2, M)
+            table = grid.at_K(self.policy.table, z, at).clamp_min(0.0)
+        grid.K_grid, grid.dK = new, float(new[1] - new[0])
+        self._cash = self._grid_cash()
+        if reinterpolate:
+            self.policy.table = torch.minimum(table, self._cash)
+
+    def _coverage(self, K: np.ndarray, alm: np.ndarray) -> dict[str, Any]:
+        """The simulated K range after the burn-in and the ALM's fixed points against the K grid."""
+        K = K[:, self.config.burn_in :]
+        lo, hi = self.K_bounds
+        slack = self.config.K_tolerance * (hi - lo)
+        a, b = alm[:, 0], alm[:, 1]
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            fixed = np.where(b < 1.0, np.exp(a / (1.0 - b)), np.inf)
+        K_lo, K_hi = float(K.min()), float(K.max())
+        off_path = K_lo < lo - slack or K_hi > hi + slack
+        off_fixed = bool(((fixed < lo - slack) | (fixed > hi + slack) | ~np.isfinite(fixed)).any())
+        return {"K_sim_min": K_lo, "K_sim_max": K_hi, "K_fixed_bad": float(fixed[0]), "K_fixed_good": float(fixed[1]),
+                "K_grid_min": lo, "K_grid_max": hi, "K_on_grid": not (off_path or off_fixed)}
+
+    def _describe(self, cov: dict[str, Any]) -> str:
+        return (f"the simulated K after the burn-in spans [{cov['K_sim_min']:.4g}, {cov['K_sim_max']:.4g}] and the "
+                f"ALM's fixed points are K*_bad = {cov['K_fixed_bad']:.4g}, K*_good = {cov['K_fixed_good']:.4g}, "
+                f"against the K grid [{cov['K_grid_min']:.4g}, {cov['K_grid_max']:.4g}] (tolerance "
+                f"{self.config.K_tolerance:g} of its width)")
+
+    def _replace_K_grid(self, cov: dict[str, Any]) -> str:
+        """Re-place the K grid; returns the log line. An explicit grid that the economy leaves is first replaced by
+        the default placement around the steady state (what the economy does off its grid is the policy's
+        extrapolation, no guide to where its solution lies); after that the grid follows the simulation: centred
+        (in logs) on the simulated range and the ALM's fixed points, as wide as the default grid or 1.5 times their
+        spread if wider."""
+        points = [cov["K_sim_min"], cov["K_sim_max"]] + [
+            f for f in (cov["K_fixed_bad"], cov["K_fixed_good"]) if math.isfinite(f) and f > 0
+        ]
+        lo, hi = min(points), max(points)
+        default_lo, default_hi = default_K_grid(self.grid_economy)
+        if not self._default_grid_tried:
+            new_lo, new_hi = default_lo, default_hi
+            self._default_grid_tried = True
+        else:
+            half = max(0.5 * math.log(default_hi / default_lo), 0.75 * math.log(hi / lo))
+            centre = 0.5 * math.log(lo * hi)
+            new_lo, new_hi = math.exp(centre - half), math.exp(centre + half)
+        self._check_K_below_k_grids(new_lo, new_hi, GridCoverageError)
+        self._set_K_grid(new_lo, new_hi)
+        self.K_regrids += 1
+        line = (f"ks_classical, ALM iteration {self.iterations}: {self._describe(cov)}; K grid re-placed to "
+                f"[{new_lo:.4g}, {new_hi:.4g}] ({self.K_regrids} of at most {self.config.K_regrids})")
+        self.regrid_log.append(line)
+        warnings.warn(line, RuntimeWarning, stacklevel=3)
+        return line
+
+    def _check_k_grids(self) -> None:
+        """At convergence: the households' capital stayed on the individual grid (panel) or the histogram."""
+        cfg = self.config
+        if cfg.simulation == "panel" and self._k_top > cfg.k_max:
+            raise GridCoverageError(
+                f"ks_classical: households saved up to k = {self._k_top:.6g}, beyond the individual capital grid's top "
+                f"k_max = {cfg.k_max:g} (the policy is extrapolated there): raise k_max")
+        mass, lost = self._spill
+        if cfg.simulation == "histogram" and lost > HISTOGRAM_CLIP_TOL:
+            raise GridCoverageError(
+                f"ks_classical: the histogram simulation moved mass {mass:.3g} beyond its top histogram_k_max = "
+                f"{cfg.histogram_k_max:g}; clipped there, it lost {lost:.3g} of K in a period (more than "
+                f"{HISTOGRAM_CLIP_TOL:g}): raise histogram_k_max")
+
     # ------------------------------------------------------------------ grid arrays
     def _grid_cash(self) -> torch.Tensor:
         """Cash on hand x(k, e; K, z) on the grid, (2, M, 2, J), with the economy's own budget equation."""
@@ -243,9 +440,7 @@ class ClassicalKSSolver(Solver):
 
     def _cash_at(self, k, e, K, z) -> torch.Tensor:
         """The economy's cash on hand at capital k when aggregate capital is K (not the mean of k)."""
-        eco, p = self.grid_economy, self.grid_economy.params
-        R, w = eco.prices(K, z)
-        return R * k + w * ((1.0 - eco.tax[z]) * p.lbar * e + p.mu * (1.0 - e))
+        return self.grid_economy.cash_on_hand_at(k, e, K, z)
 
     def _successors(self, alm: np.ndarray):
         """K'(z, K) from the ALM and, for the 4 successors c = (z', e'), R' (2, M, 4) and the non-capital income
@@ -311,12 +506,17 @@ class ClassicalKSSolver(Solver):
         state = eco.initial_state(cfg.panel_economies, gen)
         if initial_k is not None:
             state["k"] = initial_k.to(state["k"])
+        else:  # the economy's k_init, inside the K grid (the policy is not extrapolated far in K)
+            state["k"] = state["k"].clamp(*self.K_bounds)
         K, z = [], []
+        top = state["k"].amax()
         with torch.no_grad():
             for _ in range(periods):
                 K.append(state["k"].mean(-1))
                 z.append(state["z"])
                 state = eco.transition(state, policy(state), eco.sample_shocks(state, gen))
+                top = torch.maximum(top, state["k"].amax())
+        self._k_top = float(top)
         return torch.stack(K, 1).cpu().numpy(), torch.stack(z, 1).cpu().numpy(), state["k"]
 
     def simulate_histogram(self, periods: int | None = None, seed: int | None = None, initial: torch.Tensor | None = None):
@@ -336,11 +536,12 @@ class ClassicalKSSolver(Solver):
         P = cfg.histogram_points
         g = np.linspace(0.0, cfg.histogram_k_max, P)
         u = torch.rand(periods, generator=gen, dtype=torch.float64, device=eco.device).cpu().numpy()
-        z = int(u[0] >= eco.stationary_bad)
-        if initial is None:  # all households at k_init, unemployed in proportion ur_z
-            ur = eco.params.unemployment_rates[z]
+        z = int(u[0] >= eco.stationary_z[0])
+        if initial is None:  # all households at k_init (inside the K grid), unemployed in proportion ur_z
+            ur = float(eco.cdf_e0[z, 0])  # the economy's initial P(e = 0 | z)
             mass = np.zeros((2, P))
-            mass[:, int(np.searchsorted(g, eco.k_init))] = (ur, 1.0 - ur)
+            k0 = min(max(eco.k_init, self.K_bounds[0]), self.K_bounds[1])
+            mass[:, min(int(np.searchsorted(g, k0)), P - 1)] = (ur, 1.0 - ur)
         else:
             mass = initial.detach().cpu().numpy().astype(np.float64).copy()
         # k'(g_j, e; K_m, z) on every K node: (2 z, M, 2P), row e·P + j
@@ -353,12 +554,18 @@ class ClassicalKSSolver(Solver):
         step, top = g[1] - g[0], P - 2
         offset = np.repeat(np.array([0, P]), P)  # the e rows of the flattened (2P,) mass
         K_path, z_path = np.empty(periods), np.empty(periods, dtype=np.int64)
+        spill = (0.0, 0.0)  # the most mass moved beyond the top in a period (clipped there), and its capital / K
         for t in range(periods):
             flat = mass.reshape(-1)
             K = float(mass.sum(0) @ g)
             K_path[t], z_path[t] = K, z
             idx, weights = grid.K_stencil_numpy(K)
             k_next = weights @ nodes[z, idx]  # (2P,)
+            if k_next[P - 1] > cfg.histogram_k_max or k_next[-1] > cfg.histogram_k_max:  # k' increases in k
+                excess = np.maximum(k_next - cfg.histogram_k_max, 0.0)
+                lost = float(flat @ excess) / K
+                if lost > spill[1]:
+                    spill = (float(flat[excess > 0].sum()), lost)
             pos = np.clip(k_next, 0.0, cfg.histogram_k_max) / step
             j = np.minimum(pos.astype(np.int64), top)  # floor (pos ≥ 0)
             frac = pos - j
@@ -369,6 +576,7 @@ class ClassicalKSSolver(Solver):
             z_next = int(u[t + 1] >= stay_bad[z]) if t + 1 < periods else z
             mass = move[z, z_next] @ moved.reshape(2, P)  # (2 e', 2 e) @ (2 e, P)
             z = z_next
+        self._spill = spill
         final = torch.as_tensor(mass, dtype=torch.float64, device=eco.device)
         return K_path[None], z_path[None], final
 
@@ -405,7 +613,33 @@ class ClassicalKSSolver(Solver):
                     cfg.alm_damping * fit.coefficients + (1 - cfg.alm_damping) * self.alm
                 )
                 self.r2, self.panel, self.iterations = fit.r2, (K, z), self.iterations + 1
-                stop = self._log(self._metrics(change, policy_iterations, K), callback)
+                # the solution must lie on its K grid: checked once the ALM has settled (before, K paths are
+                # transients of a wrong ALM); off it, the grid is re-placed (a bounded number of times) or it fails
+                coverage = self._coverage(K, fit.coefficients)
+                failure = None
+                if not coverage["K_on_grid"] and (self.converged or change < SETTLED_CHANGE):
+                    self.converged = False
+                    if self.K_regrids < cfg.K_regrids:
+                        self._replace_K_grid(coverage)
+                    else:
+                        failure = GridCoverageError(
+                            f"ks_classical: {self._describe(coverage)}: the solution is not on its K grid"
+                            + (f" after {self.K_regrids} re-placement(s) ({cfg.K_regrids} allowed)" if cfg.K_regrids
+                               else " (re-placement disabled, K_regrids = 0)")
+                            + ". Place K_min/K_max around the simulated range (or leave them unset: placed from the "
+                            f"steady state {aggregate_steady_state(self.grid_economy):.4g}) or allow more K_regrids."
+                        )
+                if self.converged and policy_iterations >= cfg.max_policy_iterations:
+                    self.converged = False  # the household problem did not converge under this ALM: go on
+                if self.converged:
+                    try:
+                        self._check_k_grids()
+                    except GridCoverageError as error:
+                        self.converged, failure = False, error
+                metrics = {**self._metrics(change, policy_iterations, K), **coverage, "K_regrids": self.K_regrids}
+                stop = self._log(metrics, callback)
+                if failure is not None:
+                    raise failure
                 if progress is not None:
                     progress(done, total)
                 if self.converged or stop or (budget is not None and self._elapsed() > budget):
@@ -428,10 +662,14 @@ class ClassicalKSSolver(Solver):
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
         sd.update(alm=self.alm.tolist(), r2=self.r2.tolist(), iterations=self.iterations, converged=self.converged,
-                  panel_k=self.panel_k)
+                  panel_k=self.panel_k, K_grid=list(self.K_bounds), K_regrids=self.K_regrids)
         return sd
 
     def load_state_dict(self, state_dict) -> None:
+        if "K_grid" in state_dict:  # the grid the tables were solved on (it may have been re-placed)
+            self._set_K_grid(*state_dict["K_grid"], reinterpolate=False)
+            self.K_regrids = int(state_dict.get("K_regrids", 0))
+            self._default_grid_tried = self._default_grid_tried or self.K_regrids > 0
         super().load_state_dict(state_dict)
         self.alm, self.r2 = np.asarray(state_dict["alm"]), np.asarray(state_dict["r2"])
         self.iterations, self.converged = int(state_dict["iterations"]), bool(state_dict["converged"])

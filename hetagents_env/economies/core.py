@@ -18,14 +18,42 @@ from :mod:`agents` qualify, and so do plain functions such as
 from __future__ import annotations
 
 import abc
-from typing import Callable, ClassVar
+import dataclasses
+import math
+from typing import Callable, ClassVar, Literal
 
 import torch
 from tensordict import TensorDict
 
-from .params import Params, check_count
+from .params import Params, check_count  # noqa: F401  (Params: the annotation of Economy.Params)
 
 Policy = Callable[[TensorDict], torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class Features:
+    """Which state entries feed a network, and their normalisation (an economy's own description).
+
+    Attributes:
+        set: per-agent keys (each ``(B, N)``) whose values are summarised over the population (φ's input).
+        own: per-agent keys given to the network as agent i's own state.
+        aggregate: per-economy keys (each ``(B,)``) of the exogenous aggregate state.
+        scale: ``{key: c}``: the entry is divided by c before use (e.g. k / k_ss).
+        shift: ``{key: m}``: m is subtracted from the entry before the scaling: (value − m) / c.
+    """
+
+    set: tuple[str, ...]
+    own: tuple[str, ...] = ()
+    aggregate: tuple[str, ...] = ()
+    scale: tuple[tuple[str, float], ...] = ()
+    shift: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.set:
+            raise ValueError("a network needs at least one set feature (the per-agent entries summarised over agents)")
+
+    def replace(self, **changes) -> "Features":
+        return dataclasses.replace(self, **changes)
 
 
 class Economy(abc.ABC):
@@ -56,6 +84,15 @@ class Economy(abc.ABC):
     #: bounds of a single agent's action (``±inf`` when unbounded); the economics may clip inside the bounds
     action_low: ClassVar[float] = -float("inf")
     action_high: ClassVar[float] = float("inf")
+    #: known ranges of observation features by name (``agent_features`` and ``aggregate_features``); a feature
+    #: not listed is unbounded. Economies whose bounds depend on parameters override :meth:`feature_bounds`.
+    observation_bounds: ClassVar[dict[str, tuple[float, float]]] = {}
+    #: name of the registered solver that computes this economy's reference solution (``None``: none, or an exact
+    #: solution instead: :meth:`exact_policy`); may be a property when it depends on the parameters
+    reference_solver: ClassVar[str | None] = None
+    #: periods the cross-section needs to approach its ergodic distribution from :meth:`initial_state` (episode
+    #: lengths and burn-ins of solvers and the judge); ``None``: not stated (short-memory economies)
+    mixing_periods: ClassVar[int | None] = None
 
     def __init__(
         self,
@@ -107,6 +144,108 @@ class Economy(abc.ABC):
     @abc.abstractmethod
     def euler_residual(self, policy: Policy, state: TensorDict, **options) -> torch.Tensor:
         """Per-agent residual of the equilibrium (Euler) condition under ``policy``, shape ``(B, N)``."""
+
+    # ------------------------------------------------------------------ self-description (read by solvers, judge, CLI)
+    @property
+    def discount(self) -> float:
+        """The agents' discount factor β (every economy's parameters have ``beta``)."""
+        return float(self.params.beta)
+
+    @property
+    def aggregate_states(self) -> int:
+        """Number of discrete aggregate exogenous states (``state["z"]``); 0: none (no discrete aggregate shock)."""
+        return 0
+
+    def feature_bounds(self, name: str) -> tuple[float, float]:
+        """(low, high) of the observation feature ``name`` (``±inf`` where unbounded)."""
+        return self.observation_bounds.get(name, (-math.inf, math.inf))
+
+    def features(self) -> Features:
+        """The natural network inputs: every per-agent state entry summarised and given as own state, every
+        per-economy entry as aggregate state, unscaled. Economies override it with their own choice."""
+        state = self.initial_state(1, self.generator(0))
+        per_agent = tuple(k for k, v in state.items() if v.dim() == 2)
+        aggregate = tuple(k for k, v in state.items() if v.dim() == 1)
+        return Features(set=per_agent, own=per_agent, aggregate=aggregate)
+
+    def centred_features(self) -> Features:
+        """Inputs centred and scaled to O(1) around the initial state, for networks with hidden biases (DeepHAM,
+        the RL baselines). Default: :meth:`features`."""
+        return self.features()
+
+    @property
+    def action_head(self) -> Literal["sigmoid", "linear"]:
+        """A network's natural output head: ``"sigmoid"`` for an action that is a share in [0, 1], else
+        ``"linear"`` (an unbounded quantity)."""
+        return "sigmoid" if (self.action_low, self.action_high) == (0.0, 1.0) else "linear"
+
+    def neutral_action(self) -> float:
+        """A constant action that keeps the endogenous state where the initial state puts it (a neutral starting
+        policy: the steady-state consumption share, replacement investment, ...)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define a neutral action")
+
+    @property
+    def action_scale(self) -> float:
+        """The typical size of an action around the neutral one (the unit in which a linear head's output and
+        exploration noise are expressed). Default: |neutral action|, or 1 if that is 0."""
+        return abs(self.neutral_action()) or 1.0
+
+    def neutral_policy(self) -> Policy:
+        """``state -> neutral_action()`` for every agent, shape (B, N)."""
+        value, key = self.neutral_action(), self.endogenous_key
+        return lambda state: torch.full_like(state[key], value)
+
+    def price_taking_transition(
+        self, state: TensorDict, action: torch.Tensor, shocks: TensorDict
+    ) -> tuple[TensorDict, torch.Tensor]:
+        """:meth:`transition_and_reward` with every agent taking the aggregates as given: the same values, but
+        gradients flow only through each agent's own state and action, never through the aggregates (prices, K)
+        its state contributes to with weight 1/N (fictitious play towards the competitive equilibrium)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define a price-taking transition")
+
+    def relative_euler_error(self, policy: Policy, state: TensorDict) -> torch.Tensor:
+        """The Euler-equation gap in unit-free form, g = 1 − c/c_EE (c_EE: what the Euler equation asks for), shape
+        (B, N): |g| is the unit-free Euler error of an unconstrained agent (g > 0: it saves too much)."""
+        raise NotImplementedError(f"{type(self).__name__} does not define a unit-free Euler error")
+
+    def consumption_of(self, state: TensorDict, action: torch.Tensor) -> torch.Tensor:
+        """Each agent's consumption (B, N) when it takes ``action`` at ``state`` (economies with consumers)."""
+        raise NotImplementedError(f"{type(self).__name__} has no consumption")
+
+    @property
+    def crra_gamma(self) -> float | None:
+        """γ when the per-period reward is a CRRA utility of consumption u(c) = c^(1−γ)/(1−γ) (log at γ = 1), so
+        that value differences convert into consumption equivalents; None otherwise (e.g. profits)."""
+        return None
+
+    def expectation_nodes(self, **options) -> int:
+        """How many successor states one Euler-residual evaluation visits per state (memory planning)."""
+        return int(options.get("nodes", options.get("samples", 1)))
+
+    def exact_policy(self) -> Policy | None:
+        """The exact equilibrium policy where one is known in closed form (e.g. the LQ solution), else None."""
+        return None
+
+    def exact_value(self) -> Callable[[TensorDict], torch.Tensor] | None:
+        """The exact value ``state -> (B, N)`` of :meth:`exact_policy`, where known, else None."""
+        return None
+
+    def data_policy(self) -> Policy | None:
+        """A known policy to simulate a solver's first training data from (e.g. the linear model's LQ policy for
+        every ν of the investment economy), or None: the solver simulates with its own initial policy."""
+        return self.exact_policy()
+
+    def provides(self, name: str) -> bool:
+        """Whether this economy implements ``name`` (an attribute, or a method the base class only declares)."""
+        if name in _DECLARED:
+            return getattr(type(self), name) is not getattr(Economy, name)
+        return hasattr(self, name)
+
+    def with_dtype(self, dtype: torch.dtype) -> "Economy":
+        """This economy (same N, device and parameters) in another floating dtype; ``self`` if already it."""
+        if dtype == self.dtype:
+            return self
+        return type(self)(self.n_agents, device=self.device, dtype=dtype, **self.params.to_dict())
 
     # ------------------------------------------------------------------ composed helpers
     def transition_and_reward(
@@ -176,6 +315,10 @@ class Economy(abc.ABC):
             f"{type(self).__name__}(n_agents={self.n_agents}, device={self.device}, dtype={self.dtype}, "
             f"params={self.params})"
         )
+
+
+#: methods the base class declares without implementing them (see :meth:`Economy.provides`)
+_DECLARED = frozenset({"neutral_action", "price_taking_transition", "relative_euler_error", "consumption_of"})
 
 
 def _check_buffer(out: TensorDict, batch_size: int) -> None:

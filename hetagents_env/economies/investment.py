@@ -27,7 +27,7 @@ import torch
 from tensordict import TensorDict
 
 from . import lq
-from .core import Economy, Policy, _check_buffer
+from .core import Economy, Features, Policy, _check_buffer
 from .registry import register_economy
 from .params import Params, interval
 
@@ -76,6 +76,56 @@ class InvestmentEconomy(Economy):
     aggregate_features = ("mean_x", "price")
 
     params: InvestmentParams
+
+    # ------------------------------------------------------------------ self-description
+    def features(self) -> Features:
+        """φ over x, no own state (μ = 0: u depends on X only), no aggregate exogenous state, unscaled (Kahou)."""
+        return Features(set=("x",))
+
+    def centred_features(self) -> Features:
+        """x centred at the initial mean x0_mean and divided by 0.1: inputs O(1) for networks with hidden biases."""
+        return Features(set=("x",), scale=(("x", 0.1),), shift=(("x", float(self.params.x0_mean)),))
+
+    def neutral_action(self) -> float:
+        """Replacement investment δ · x0_mean: keeps x at the initial mean."""
+        return self.params.delta * self.params.x0_mean
+
+    @property
+    def action_scale(self) -> float:
+        """max(δ, 0.01) · max(|x0_mean|, 0.1): replacement investment, bounded away from 0."""
+        p = self.params
+        return max(p.delta, 0.01) * max(abs(p.x0_mean), 0.1)
+
+    def price_taking_transition(
+        self, state: TensorDict, action: torch.Tensor, shocks: TensorDict
+    ) -> tuple[TensorDict, torch.Tensor]:
+        """The law of motion has no aggregates; the profit uses the detached price: p(X̄) x_i − γ u_i²/2."""
+        frozen = state.detach()
+        nxt = self.transition(state, action, shocks)
+        reward = self.reward(frozen, action) + self.price(frozen["x"]).unsqueeze(-1) * (state["x"] - frozen["x"])
+        return nxt, reward
+
+    def expectation_nodes(self, *, method: str = "quadrature", nodes: int = 7, samples: int = 64, **_) -> int:
+        return nodes if method == "quadrature" else samples
+
+    def exact_policy(self) -> Policy | None:
+        """The LQ policy (ν = 1), else None."""
+        return self.lq_policy if self.params.nu == 1.0 else None
+
+    def exact_value(self):
+        """The exact value of the LQ policy (ν = 1, :func:`~hetagents_env.economies.lq.linear_policy_value`)."""
+        return lq.linear_policy_value(self) if self.params.nu == 1.0 else None
+
+    def data_policy(self) -> Policy:
+        """u = H0 + H1 mean(X) with the LINEAR model's exact coefficients, for every ν (Kahou's training data)."""
+        p = self.params
+        h0, h1 = lq.closed_form(p.alpha0, p.alpha1, p.beta, p.gamma, p.delta)
+
+        def policy(state: TensorDict) -> torch.Tensor:
+            x = state["x"]
+            return (h0 + h1 * x.mean(-1, keepdim=True)).expand_as(x)
+
+        return policy
 
     # ------------------------------------------------------------------ equations
     def demand_index(self, x: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,10 @@ saved, :math:`c_i = (1 - s_i) x_i`, with ``action="savings_share"``). Consumptio
 :math:`[f, x_i - f]` with :math:`f = \min(c_{min}, x_i/4)`, so consumption and next capital stay positive and
 nothing becomes NaN whatever the share (DeepHAM's clip :math:`[10^{-3}, x - 10^{-3}]` when :math:`x \ge 4 c_{min}`).
 
+The budget, the consumption clip, the shocks' sampling, the price-taking transition and the Euler residual are
+the shared household machinery of :mod:`hetagents_env.economies.households` (this module supplies the numbers:
+income y[z, e] = μ unemployed, (1 − τ_z) l̄ employed; labour L_Z; the joint matrix; a̲ = 0; γ = 1).
+
 Shapes: state ``"k"`` (B, N) real, ``"e"`` (B, N) real in {0., 1.} (a float so it enters the budget directly),
 ``"z"`` (B,) int64; shocks ``"z_uniform"`` (B,) and ``"e_uniform"`` (B, N) uniforms on [0, 1).
 """
@@ -30,13 +34,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Literal
 
 import numpy as np
 import torch
 from tensordict import TensorDict
 
-from .core import Economy, Policy, _check_buffer
+from .households import HouseholdEconomy, fischer_burmeister, gini  # noqa: F401  (re-exported)
 from .registry import register_economy
 from .params import Interval, Params, check_in, interval
 
@@ -155,200 +158,47 @@ def _check_transition(matrix, unemployment_rates) -> tuple:
     return tuple(tuple(float(v) for v in row) for row in P)
 
 
-def fischer_burmeister(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """FB(a, b) = a + b − √(a² + b²): zero iff a ≥ 0, b ≥ 0 and a·b = 0 (a smooth complementarity residual)."""
-    return a + b - torch.sqrt(a * a + b * b)
-
-
 @register_economy
-class KrusellSmithEconomy(Economy):
+class KrusellSmithEconomy(HouseholdEconomy):
     """N households saving in capital under idiosyncratic unemployment and aggregate productivity risk.
 
     See the module docstring for the equations and conventions.
     """
 
     env_id = "KrusellSmith-v0"
-    agent_name = "household"
     Params = KrusellSmithParams
     default_n_agents = 50
-    agent_features = ("k", "e")
-    endogenous_key = "k"
-    aggregate_features = ("K", "z")
-    action_low = 0.0
-    action_high = 1.0
+    idiosyncratic_name = "employment"
+    reference_solver = "ks_classical"
 
     params: KrusellSmithParams
 
     def __init__(self, n_agents=None, *, device=None, dtype=None, **params) -> None:
         super().__init__(n_agents, device=device, dtype=dtype, **params)
         p = self.params
-        P4 = np.asarray(p.transition).reshape(2, 2, 2, 2)  # [z, e, z', e']
-        pz = P4[:, 0].sum(-1)  # P(Z'|Z), [z, z']
-        cond = P4 / np.where(pz[:, None, :, None] > 0, pz[:, None, :, None], 1.0)  # P(e'|z, e, z')
         ur = np.array(p.unemployment_rates)
-        t = self.tensor
-        self.z_values = t([p.z_bad, p.z_good])
-        self.labour = t(p.lbar * (1 - ur))  # L_Z
-        self.tax = t(p.mu * ur / (p.lbar * (1 - ur)))  # τ_Z
-        self.prob_z = t(pz)  # [z, z']
-        self.prob_joint = t(P4)  # [z, e, z', e']
-        # P(e' = 0 | z, z', e) as [z, z', e] for sampling
-        self.prob_unemployed_next = t(np.transpose(cond[..., 0], (0, 2, 1)))
-        denom = pz[0, 1] + pz[1, 0]
-        self.stationary_bad = float(pz[1, 0] / denom) if denom > 0 else 0.5
-        self.k_init = p.steady_state_capital if p.k_init is None else p.k_init
-
-    # ------------------------------------------------------------------ equations
-    def prices(self, K: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gross return R = 1 − δ + Z α (K/L_Z)^(α−1) and wage w = Z (1−α) (K/L_Z)^α, for K, z of shape (...)."""
-        p = self.params
-        ratio = K / self.labour[z]
-        zv = self.z_values[z]
-        return 1.0 - p.delta + zv * p.alpha * ratio.pow(p.alpha - 1.0), zv * (1.0 - p.alpha) * ratio.pow(p.alpha)
-
-    def cash_on_hand(self, state: TensorDict) -> torch.Tensor:
-        """x_i = R k_i + (1 − τ_Z) w l̄ e_i + μ w (1 − e_i), shape (B, N), with prices at K = mean_i k_i."""
-        k, e, z = state["k"], state["e"], state["z"]
-        p = self.params
-        R, w = self.prices(k.mean(-1), z)
-        benefit = w * p.mu  # income of the unemployed, (B,)
-        gain = w * (1.0 - self.tax[z]) * p.lbar - benefit  # extra income of the employed, (B,)
-        # = R k + (1 − τ) w l̄ e + μ w (1 − e), in three passes over the (B, N) arrays
-        return torch.addcmul(R.unsqueeze(-1) * k + benefit.unsqueeze(-1), gain.unsqueeze(-1), e)
-
-    def consumption(self, cash: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """c = share·x (or (1−share)·x), clipped to [f, x − f] with f = min(c_min, x/4); shape (B, N)."""
-        share = action if self.params.action == "consumption_share" else 1.0 - action
-        floor = torch.clamp(0.25 * cash, max=self.params.c_min)
-        return torch.minimum(torch.maximum(share * cash, floor), cash - floor)
-
-    # ------------------------------------------------------------------ Economy interface
-    def initial_state(self, batch_size: int, generator: torch.Generator | None = None) -> TensorDict:
-        """k = k_init for all; z from the stationary distribution of Z; e employed with probability 1 − ur_z."""
-        u = torch.rand(batch_size, self.n_agents + 1, generator=generator, device=self.device, dtype=self.dtype)
-        z = (u[:, 0] >= self.stationary_bad).long()
-        e = (u[:, 1:] >= self.tensor(self.params.unemployment_rates)[z].unsqueeze(-1)).to(self.dtype)
-        k = torch.full((batch_size, self.n_agents), self.k_init, device=self.device, dtype=self.dtype)
-        return TensorDict({"k": k, "e": e, "z": z}, batch_size=[batch_size], device=self.device)
-
-    def sample_shocks(
-        self, state: TensorDict, generator: torch.Generator | None = None, *, out: TensorDict | None = None
-    ) -> TensorDict:
-        """One (B, N + 1) draw of uniforms: column 0 is ``z_uniform``, the rest ``e_uniform`` (views of the draw).
-        With ``out`` (from :meth:`shock_buffer`) the draw goes into the buffer both views share."""
-        b = state.batch_size[0]
-        kw = dict(generator=generator, device=self.device, dtype=self.dtype)
-        if out is not None:
-            _check_buffer(out, b)
-            flat = out["e_uniform"]._base  # the (B, N + 1) draw that both entries view
-            if flat is None or flat.shape != (b, self.n_agents + 1) or out["z_uniform"]._base is not flat:
-                raise ValueError("out must be a buffer from KrusellSmithEconomy.shock_buffer (views of one draw)")
-            torch.rand(b, self.n_agents + 1, out=flat, **kw)
-            return out
-        u = torch.rand(b, self.n_agents + 1, **kw)
-        return TensorDict({"z_uniform": u[:, 0], "e_uniform": u[:, 1:]}, batch_size=[b], device=self.device)
-
-    def next_exogenous(self, state: TensorDict, shocks: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(z', e'): Z' = bad iff its uniform < P(Z_b | Z); e' = 0 iff its uniform < P(e' = 0 | Z, Z', e)."""
-        z, e = state["z"], state["e"]
-        z_next = (shocks["z_uniform"] >= self.prob_z[z, 0]).long()
-        table = self.prob_unemployed_next[z, z_next]  # (B, 2): P(e'=0 | z, z', e) for e = 0, 1
-        p_unemployed = table[:, :1] + (table[:, 1:] - table[:, :1]) * e
-        e_next = (shocks["e_uniform"] >= p_unemployed).to(self.dtype)
-        return z_next, e_next
-
-    def transition(self, state: TensorDict, action: torch.Tensor, shocks: TensorDict) -> TensorDict:
-        return self.transition_and_reward(state, action, shocks)[0]
-
-    def transition_and_reward(
-        self, state: TensorDict, action: torch.Tensor, shocks: TensorDict
-    ) -> tuple[TensorDict, torch.Tensor]:
-        """k' = x − c and log c from one evaluation of cash on hand and consumption."""
-        cash = self.cash_on_hand(state)
-        c = self.consumption(cash, action)
-        z_next, e_next = self.next_exogenous(state, shocks)
-        next_state = TensorDict({"k": cash - c, "e": e_next, "z": z_next}, batch_size=state.batch_size, device=self.device)
-        return next_state, torch.log(c)
-
-    def reward(self, state: TensorDict, action: torch.Tensor) -> torch.Tensor:
-        """Utility log c_i, shape (B, N)."""
-        return torch.log(self.consumption(self.cash_on_hand(state), action))
-
-    def observe(self, state: TensorDict) -> TensorDict:
-        k = state["k"]
-        aggregate = torch.stack([k.mean(-1), state["z"].to(self.dtype)], dim=-1)
-        agents = torch.stack([k, state["e"]], dim=-1)
-        return TensorDict({"agents": agents, "aggregate": aggregate}, batch_size=state.batch_size, device=self.device)
-
-    def aggregates(self, state: TensorDict) -> dict[str, torch.Tensor]:
-        k, z = state["k"], state["z"]
-        K = k.mean(-1)
-        R, w = self.prices(K, z)
-        return {
-            "K": K,
-            "unemployment": 1.0 - state["e"].mean(-1),
-            "z": z.to(self.dtype),
-            "R": R,
-            "w": w,
-            "gini_k": gini(k),
-        }
-
-    # ------------------------------------------------------------------ Euler residual
-    def euler_residual(
-        self, policy: Policy, state: TensorDict, *, form: Literal["fischer_burmeister", "relative"] = "fischer_burmeister"
-    ) -> torch.Tensor:
-        r"""Fischer–Burmeister residual of the household Euler equation, shape (B, N).
-
-        With a = k'/x (share saved, ≥ 0) and b = 1 − β c E[R'/c'] (the relative gap of the Euler inequality,
-        ≥ 0), the residual is FB(a, b) = a + b − √(a² + b²), zero iff the complementarity holds.
-
-        Sign: at an interior choice FB ≈ b, so **ε > 0: the household saves too much** (1/c > β E[R'/c'], it
-        would gain by consuming more) and **ε < 0: it consumes too much**.
-
-        The expectation is exact: over Z' ∈ {Z_b, Z_g} and the household's own e' ∈ {0, 1} with probabilities
-        P(Z', e' | Z, e_i) from the transition matrix; R' = R(K', Z') with K' = mean k'. The four successor states
-        give every household the same e' at once, so the population summary seen by the policy must depend on the
-        capital distribution only (true for the Krusell–Smith ALM and DeepHAM's moments of k); one policy call
-        evaluates all four (batch 4·B).
-
-        ``form="relative"`` returns b = 1 − c/c_EE itself, with c_EE = 1/(β E[R'/c']) the consumption the Euler
-        equation asks for: |b| is the unit-free Euler-equation error of unconstrained households (same sign).
-        """
-        p = self.params
-        k = state["k"]
-        b, n = k.shape
-        cash = self.cash_on_hand(state)
-        c = self.consumption(cash, policy(state))
-        k_next = cash - c
-        zs = torch.tensor([0, 0, 1, 1], device=self.device)
-        es = self.tensor([0.0, 1.0, 0.0, 1.0])
-        successors = TensorDict(
-            {
-                "k": k_next.expand(4, b, n).reshape(4 * b, n),
-                "e": es[:, None, None].expand(4, b, n).reshape(4 * b, n),
-                "z": zs[:, None].expand(4, b).reshape(4 * b),
-            },
-            batch_size=[4 * b],
-            device=self.device,
+        self.tax = self.tensor(p.mu * ur / (p.lbar * (1 - ur)))  # τ_Z
+        self._set_structure(
+            z_levels=[p.z_bad, p.z_good],
+            labour=p.lbar * (1 - ur),  # L_Z
+            income=[[p.mu, (1.0 - tau) * p.lbar] for tau in (p.mu * ur / (p.lbar * (1 - ur)))],
+            joint_transition=np.asarray(p.transition).reshape(2, 2, 2, 2),  # [z, e, z', e']
+            borrowing_limit=0.0,
+            gamma=1.0,
+            k_init=p.steady_state_capital if p.k_init is None else p.k_init,
         )
-        c_next = self.consumption(self.cash_on_hand(successors), policy(successors)).reshape(4, b, n)
-        R_next, _ = self.prices(k_next.mean(-1).expand(4, b), zs[:, None].expand(4, b))  # (4, B)
-        # P(z', e' | z, e_i) for the 4 successors: [z, e, z', e'] indexed by (z_b, e_bn, zs, es)
-        e_idx = state["e"].long()
-        prob = self.prob_joint[state["z"][None, :, None], e_idx[None], zs[:, None, None], es.long()[:, None, None]]
-        expected = (prob * R_next.unsqueeze(-1) / c_next).sum(0)
-        gap = 1.0 - p.beta * c * expected  # = 1 − c / c_EE with c_EE = 1 / (β E[R'/c'])
-        if form == "relative":
-            return gap
-        if form != "fischer_burmeister":
-            raise ValueError(f"form must be 'fischer_burmeister' or 'relative', got {form!r}")
-        return fischer_burmeister(k_next / cash, gap)
+        self.stationary_bad = float(self.stationary_z[0])
+        self.prob_unemployed_next = self.cdf_e[..., 0]  # P(e' = 0 | z, z', e) as [z, z', e]
 
+    def _stationary_e(self, cond, pz) -> np.ndarray:
+        """The initial draw: unemployed with probability ur_z exactly."""
+        ur = np.array(self.params.unemployment_rates)
+        return np.stack([ur, 1.0 - ur], axis=-1)
 
-def gini(values: torch.Tensor) -> torch.Tensor:
-    """Gini coefficient over the last dim: G = 2 Σ_i i v_(i) / (N Σ v) − (N + 1)/N, with v sorted ascending."""
-    n = values.shape[-1]
-    v = values.sort(dim=-1).values
-    ranks = torch.arange(1, n + 1, device=values.device, dtype=values.dtype)
-    total = v.sum(-1)
-    return 2.0 * (v * ranks).sum(-1) / (n * total) - (n + 1.0) / n if n > 1 else torch.zeros_like(total)
+    @property
+    def capital_scale(self) -> float:
+        """Networks see k / k_ss (the deterministic steady state, whatever ``k_init``)."""
+        return float(self.params.steady_state_capital)
+
+    def _extra_aggregates(self, state: TensorDict) -> dict[str, torch.Tensor]:
+        return {"unemployment": 1.0 - state["e"].mean(-1)}

@@ -18,10 +18,13 @@ Certainty equivalence: neither depends on σ, η or N.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
+import torch
 import scipy.linalg
 import scipy.optimize
+from tensordict import TensorDict
 
 
 def closed_form(alpha0: float, alpha1: float, beta: float, gamma: float, delta: float) -> tuple[float, float]:
@@ -77,3 +80,44 @@ def riccati(alpha0: float, alpha1: float, beta: float, gamma: float, delta: floa
     if residual > 1e-10:
         raise RuntimeError(f"Riccati fixed point did not converge (residual {residual:.2e}): {sol.message}")
     return float(sol.x[0]), float(sol.x[1])
+
+
+def linear_policy_value(economy, h0: float | None = None, h1: float | None = None) -> Callable:
+    r"""The exact value of firm i when every firm invests :math:`u = H_0 + H_1 \bar X` (investment economy, ν = 1).
+
+    With :math:`s = (1, x_i, \bar X)` the state follows :math:`s' = A s + \varepsilon` with
+
+    .. math:: A = \begin{pmatrix} 1 & 0 & 0 \\ H_0 & 1-\delta & H_1 \\ H_0 & 0 & 1-\delta+H_1 \end{pmatrix},\quad
+              \mathrm{Var}(\varepsilon_x) = \sigma^2 + \eta^2,\ \mathrm{Var}(\varepsilon_{\bar X}) =
+              \mathrm{Cov}(\varepsilon_x, \varepsilon_{\bar X}) = \sigma^2/N + \eta^2
+
+    (the mean of the N idiosyncratic shocks includes firm i's own), and the profit
+    :math:`(\alpha_0 - \alpha_1 \bar X) x_i - \tfrac\gamma2 (H_0 + H_1\bar X)^2 = s^\top R s`. Then
+    :math:`V(s) = s^\top P s` with :math:`P = R + \beta A^\top P A + c\, e_0 e_0^\top`, solved as the discounted
+    Lyapunov equation :math:`\tilde P = R + \beta A^\top \tilde P A` and :math:`c = \beta\,\mathrm{tr}(\tilde P
+    \Sigma)/(1-\beta)`. Defaults: the LQ (equilibrium) coefficients. Returns ``value(state) -> (B, N)``."""
+    p = economy.params
+    if p.nu != 1.0:
+        raise ValueError(f"the exact value exists for the linear model nu = 1 only, got nu = {p.nu}")
+    if h0 is None or h1 is None:
+        h0, h1 = economy.lq_coefficients()
+    beta, n = p.beta, economy.n_agents
+    A = np.array([[1.0, 0.0, 0.0], [h0, 1 - p.delta, h1], [h0, 0.0, 1 - p.delta + h1]])
+    R = np.array([
+        [-0.5 * p.gamma * h0**2, p.alpha0 / 2, -0.5 * p.gamma * h0 * h1],
+        [p.alpha0 / 2, 0.0, -p.alpha1 / 2],
+        [-0.5 * p.gamma * h0 * h1, -p.alpha1 / 2, -0.5 * p.gamma * h1**2],
+    ])
+    var_agg = p.sigma**2 / n + p.eta**2
+    Sigma = np.array([[0.0, 0.0, 0.0], [0.0, p.sigma**2 + p.eta**2, var_agg], [0.0, var_agg, var_agg]])
+    P = scipy.linalg.solve_discrete_lyapunov(math.sqrt(beta) * A.T, R)
+    P[0, 0] += beta * float(np.trace(P @ Sigma)) / (1 - beta)
+
+    def value(state: TensorDict) -> torch.Tensor:
+        x = state["x"].double()
+        m = x.mean(-1, keepdim=True)
+        v = (P[0, 0] + 2 * P[0, 1] * x + 2 * P[0, 2] * m + P[1, 1] * x * x + 2 * P[1, 2] * x * m + P[2, 2] * m * m)
+        return v.to(state["x"].dtype)
+
+    value.P = P  # type: ignore[attr-defined]
+    return value

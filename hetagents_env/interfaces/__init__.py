@@ -1,5 +1,7 @@
 """The ecosystem interfaces over one economy core: the stateful batched env (:mod:`.env`) and the Gymnasium,
-PettingZoo and TorchRL facades. The facades are imported on first use (torchrl is slow to import)."""
+PettingZoo and TorchRL facades, the Stable-Baselines3 adapter (:mod:`.sb3`), the pictures their ``render()`` draws
+(:mod:`.render`) and the copy rules (:mod:`._copies`). The facades are imported on first use (torchrl is slow to
+import; stable-baselines3 is optional)."""
 
 from .env import EconomyEnv, FusedStep
 

@@ -26,14 +26,6 @@ from ..economies import make_economy
 #: default half-width of the action box when the economy's action is unbounded (investment: units of the good)
 DEFAULT_ACTION_BOUND = 1.0
 
-#: known ranges of observation features by name; anything not listed is unbounded
-FEATURE_BOUNDS: dict[str, tuple[float, float]] = {
-    "k": (0.0, math.inf),  # Krusell-Smith: individual capital (k' = x - c > 0)
-    "e": (0.0, 1.0),  # employment indicator in {0, 1}
-    "K": (0.0, math.inf),  # aggregate capital
-    "z": (0.0, 1.0),  # aggregate productivity index in {0, 1}
-}
-
 
 def build_core(
     economy: str | Economy,
@@ -80,9 +72,10 @@ def action_bounds(economy: Economy, action_bound: float | None = None) -> tuple[
     return float(low), float(high)
 
 
-def feature_bounds(names) -> tuple[np.ndarray, np.ndarray]:
-    """``(low, high)`` float64 arrays of the given feature names (unknown names: ``(-inf, inf)``)."""
-    pairs = [FEATURE_BOUNDS.get(name, (-math.inf, math.inf)) for name in names]
+def feature_bounds(economy: Economy, names) -> tuple[np.ndarray, np.ndarray]:
+    """``(low, high)`` float64 arrays of the given feature names, as the economy states them
+    (``economy.feature_bounds``; unknown names: ``(-inf, inf)``)."""
+    pairs = [economy.feature_bounds(name) for name in names]
     return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
 
 

@@ -8,6 +8,13 @@ tensors on the economy's device: ``obs`` is ``economy.observe(state)`` (a Tensor
 
 All randomness comes from the env's own ``torch.Generator`` (``env.rng``); torch's global RNG is never touched.
 
+Copies (``pickle``, ``copy.deepcopy``, ``cloudpickle``, so every multiprocess vector env) work, and draw
+independent shocks: a copy keeps the state and step counters but its generator is re-seeded with a fresh stream
+derived from the original's seed and a copy counter (reproducible when the original was seeded; see
+:mod:`~hetagents_env.interfaces._copies`). ``reset(seed=...)`` on a copy seeds it as usual. To replay the
+original's stream instead, copy the generator state: ``clone.rng.set_state(env.rng.get_state())``. A pickle from
+another ``hetagents_env.__version__`` refuses to load (``pickle.UnpicklingError`` naming both versions).
+
 The step's hot path is :class:`FusedStep`: the period's shocks are drawn into a buffer allocated once (no shock
 arrays per step; the draws are exactly those of ``economy.sample_shocks``), then ``transition_and_reward`` runs
 eagerly or ``torch.compile``-d (inductor fuses the elementwise maths into one pass over memory). The state and the
@@ -17,6 +24,7 @@ observations the caller still holds); the economy's pure, differentiable ``trans
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -24,6 +32,7 @@ from tensordict import TensorDict
 
 from ..economies import Economy
 from ..economies.params import check_count
+from . import _copies
 
 
 class FusedStep:
@@ -54,6 +63,14 @@ class FusedStep:
             shocks = self.economy.sample_shocks(state, generator, out=self.shocks)
         return self.transition_and_reward(state, action, shocks)
 
+    # the shock buffer's entries are views of one draw, a relation pickle does not keep, and a compiled function does
+    # not pickle: both are rebuilt from the economy
+    def __getstate__(self) -> dict[str, Any]:
+        return {"economy": self.economy, "num_envs": self.num_envs, "compiled": self.compiled}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["economy"], state["num_envs"], compile=state["compiled"])
+
 
 class EconomyEnv:
     """``num_envs`` copies of ``economy`` stepped together.
@@ -67,6 +84,10 @@ class EconomyEnv:
         compile: run the economy's ``transition_and_reward`` through ``torch.compile`` (fuses the elementwise maths
             into one pass; pays off for large B·N after a one-off compilation of a few seconds). Either way the
             shocks are drawn into a preallocated buffer (:class:`FusedStep`).
+
+    Copies (pickle, deepcopy, cloudpickle) step correctly and draw shocks independent of the original: the copy's
+    generator gets a fresh stream derived from the original's seed and a copy counter, reproducible when seeded
+    (see the module docstring).
     """
 
     def __init__(
@@ -88,6 +109,8 @@ class EconomyEnv:
         self._seed_pending = seed is None  # first reset without a seed keeps the non-deterministic seed
         self._state: TensorDict | None = None
         self.elapsed_steps = torch.zeros(self.num_envs, dtype=torch.long, device=economy.device)
+        self._copy_count = 0  # copies taken so far: copy n's seed is derived from (seed, n)
+        self._pid = os.getpid()
 
     # ------------------------------------------------------------------ properties
     @property
@@ -150,6 +173,24 @@ class EconomyEnv:
 
     def _info(self) -> dict[str, Any]:
         return {"elapsed_steps": self.elapsed_steps.clone()}
+
+    # ------------------------------------------------------------------ copies
+    def __reduce_ex__(self, protocol):
+        # _copies.restore checks the version before pickle loads the state (the economy) below
+        return _copies.restore, (type(self), _copies.package_version()), self.__getstate__()
+
+    def __getstate__(self) -> dict[str, Any]:
+        self._copy_count += 1
+        state = {key: value for key, value in self.__dict__.items() if key != "rng"}
+        # the copy's generator is stored as its new seed (see _copies.copy_seed)
+        state["rng"] = _copies.copy_seed(self.rng.initial_seed(), self._copy_count, self._pid)
+        state["_copy_count"] = 0
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.rng = self.economy.generator(state["rng"])
+        self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"EconomyEnv({self.economy!r}, num_envs={self.num_envs}, max_episode_steps={self.max_episode_steps})"

@@ -17,10 +17,19 @@ Spaces (``N`` agents, ``d_a = len(agent_features)``, ``d_z = len(aggregate_featu
 * reward: the mean agent reward of each economy ``(num_envs,)``; the per-agent rewards ``(num_envs, N)`` are in
   ``info["agent_rewards"]``, the step counter in ``info["elapsed_steps"]``.
 
-Autoreset (``autoreset_mode``): ``DISABLED`` by default (TorchRL-compatible) - reset finished economies yourself
-with ``reset(options={"reset_mask": mask})``; ``SAME_STEP`` resets them inside ``step`` and returns the last
-observation in ``info["final_obs"]`` (object array, ``None`` where not finished; ``info["final_info"]`` likewise);
-``NEXT_STEP`` resets them at the next ``step``, which then returns reward 0 for them and ignores their action.
+Autoreset (``autoreset_mode``): ``NEXT_STEP`` by default, Gymnasium's own default (what libraries written for
+Gymnasium expect): economies that finished are reset by the next ``step``, which returns reward 0 for them and
+ignores their action. ``SAME_STEP`` resets them inside ``step`` and returns the last observation in
+``info["final_obs"]`` (object array, ``None`` where not finished; ``info["final_info"]`` likewise). ``DISABLED``
+never resets by itself - reset finished economies with ``reset(options={"reset_mask": mask})``; TorchRL's
+``GymWrapper`` needs ``DISABLED`` (or ``SAME_STEP``) and refuses ``NEXT_STEP``.
+
+Rendering (``render_mode``, see :mod:`~hetagents_env.interfaces.render`): ``"rgb_array"`` - ``render()`` returns one
+frame per economy (a lazy sequence: a frame is drawn when read), the cross-section histogram of
+``economy.endogenous_key`` and its mean's path since the last reset; ``"human"`` shows economy 0 in a window.
+
+Copies (pickle, deepcopy, cloudpickle, e.g. ``AsyncVectorEnv`` workers) step correctly and draw shocks independent
+of the original: see :class:`~hetagents_env.interfaces.env.EconomyEnv`.
 
 Arrays are numpy by default; ``return_torch=True`` returns torch tensors on the economy's device instead. Actions
 may be numpy (cast to the economy's dtype) or torch tensors (checked as they are by the core).
@@ -37,6 +46,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from . import _facade
+from .render import RENDER_FPS, RENDER_MODES, Renderer, check_render_mode
 from ..economies import Economy
 from ..economies.registry import NAMESPACE, list_envs, on_register
 
@@ -58,8 +68,8 @@ def parse_autoreset_mode(mode: AutoresetMode | str) -> AutoresetMode:
 def _single_spaces(economy: Economy, action_bound: float | None) -> tuple[spaces.Dict, spaces.Box]:
     """(single observation space, single action space) of one economy."""
     n, dtype = economy.n_agents, _facade.numpy_dtype(economy.dtype)
-    a_lo, a_hi = (b.astype(dtype) for b in _facade.feature_bounds(economy.agent_features))
-    z_lo, z_hi = (b.astype(dtype) for b in _facade.feature_bounds(economy.aggregate_features))
+    a_lo, a_hi = (b.astype(dtype) for b in _facade.feature_bounds(economy, economy.agent_features))
+    z_lo, z_hi = (b.astype(dtype) for b in _facade.feature_bounds(economy, economy.aggregate_features))
     d_a = a_lo.size
     observation = spaces.Dict(
         {
@@ -81,7 +91,9 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
         n_agents, device, dtype, **params: the economy's size, device, dtype and parameters (ids only).
         seed: seed of the first ``reset()`` that is given none.
         max_episode_steps: truncate every economy after this many steps (``None``: never).
-        autoreset_mode: ``AutoresetMode.DISABLED`` (default), ``SAME_STEP`` or ``NEXT_STEP`` (or their names).
+        autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default, as Gymnasium), ``SAME_STEP`` or ``DISABLED`` (or their
+            names); TorchRL's ``GymWrapper`` needs ``DISABLED``.
+        render_mode: ``None`` (default), ``"rgb_array"`` or ``"human"``.
         return_torch: return torch tensors on the economy's device instead of numpy arrays.
         check_actions: validate actions in the core (shape, dtype, device, finiteness).
         compile: ``torch.compile`` the core's step (see :class:`~hetagents_env.interfaces.env.EconomyEnv`).
@@ -91,7 +103,9 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
         core: the :class:`~hetagents_env.interfaces.env.EconomyEnv` doing the work; ``core.economy`` has the pure functions.
     """
 
-    metadata: dict[str, Any] = {"render_modes": [], "autoreset_mode": AutoresetMode.DISABLED}
+    metadata: dict[str, Any] = {
+        "render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS, "autoreset_mode": AutoresetMode.NEXT_STEP,
+    }
 
     def __init__(
         self,
@@ -103,7 +117,8 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
         dtype=None,
         seed: int | None = None,
         max_episode_steps: int | None = None,
-        autoreset_mode: AutoresetMode | str = AutoresetMode.DISABLED,
+        autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
+        render_mode: str | None = None,
         return_torch: bool = False,
         check_actions: bool = True,
         compile: bool = False,
@@ -120,12 +135,14 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
         self.return_torch = bool(return_torch)
         self.autoreset_mode = parse_autoreset_mode(autoreset_mode)
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
-        self.render_mode = None
+        self.render_mode = check_render_mode(render_mode)
+        self._renderer = None if render_mode is None else Renderer(self.core, render_mode)
         self.single_observation_space, self.single_action_space = _single_spaces(self.economy, action_bound)
         self.observation_space = gymnasium.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gymnasium.vector.utils.batch_space(self.single_action_space, self.num_envs)
-        # NEXT_STEP: economies that finished at the previous step and are reset by the next one
+        # NEXT_STEP: economies that finished at the previous step and are reset by the next one; whether any did
         self._autoreset = torch.zeros(self.num_envs, dtype=torch.bool, device=self.economy.device)
+        self._autoreset_pending = False
 
     @property
     def max_episode_steps(self) -> int | None:
@@ -151,7 +168,10 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
         else:
             self._autoreset.zero_()
             options = None
+        self._autoreset_pending = bool(self._autoreset.any()) if mask is not None else False
         obs, info = self.core.reset(seed=seed, options=options)
+        if self._renderer is not None:
+            self._renderer.record(new_period=False)
         return self._obs(obs), self._arrays(info)
 
     def step(self, actions):
@@ -164,7 +184,7 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
         action = _facade.action_tensor(actions, self.economy)
         obs, reward, terminated, truncated, info = self.core.step(action)
         extra: dict[str, Any] = {}
-        if self.autoreset_mode is AutoresetMode.NEXT_STEP and bool(self._autoreset.any()):
+        if self._autoreset_pending:  # NEXT_STEP, and some economies finished at the previous step
             restart = self._autoreset
             obs, info = self.core.reset(options={"reset_mask": restart})
             reward = reward.masked_fill(restart.unsqueeze(-1), 0.0)
@@ -173,8 +193,12 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
         if self.autoreset_mode is AutoresetMode.SAME_STEP and bool(done.any()):
             extra = self._final(obs, reward, info, done)
             obs, info = self.core.reset(options={"reset_mask": done})
-        if self.autoreset_mode is AutoresetMode.NEXT_STEP:
+        # the core never terminates: without a horizon nothing finishes, and NEXT_STEP costs nothing per step
+        if self.autoreset_mode is AutoresetMode.NEXT_STEP and self.core.max_episode_steps is not None:
             self._autoreset = done
+            self._autoreset_pending = bool(done.any())
+        if self._renderer is not None:
+            self._renderer.record(new_period=True)
         info = self._arrays({**info, "agent_rewards": reward})
         return (
             self._obs(obs),
@@ -183,6 +207,17 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
             self._array(truncated),
             {**info, **extra},
         )
+
+    def render(self):
+        """``rgb_array``: one ``(H, W, 3)`` uint8 frame per economy (a sequence drawn lazily); otherwise ``None``
+        (``human`` draws economy 0 at every reset and step)."""
+        if self.render_mode == "rgb_array":
+            return self._renderer.frames()
+        return None
+
+    def close_extras(self, **kwargs) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
 
     # ------------------------------------------------------------------ conversion
     def _array(self, tensor: torch.Tensor):
@@ -215,10 +250,11 @@ class EconomyGymEnv(gymnasium.Env):
 
     Observation ``{"agents": (N, d_a), "aggregate": (d_z,)}``, action ``(N,)``, reward the mean agent reward
     (a float), ``info["agent_rewards"]`` ``(N,)``. Arguments as :class:`EconomyVectorEnv` (without ``num_envs``,
-    ``autoreset_mode``); a horizon comes from ``max_episode_steps`` here or from ``gymnasium.make``'s TimeLimit.
+    ``autoreset_mode``: a single Env never resets by itself); a horizon comes from ``max_episode_steps`` here or
+    from ``gymnasium.make``'s TimeLimit. ``render_mode="rgb_array"``: ``render()`` returns the economy's frame.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS}
 
     def __init__(
         self,
@@ -235,16 +271,14 @@ class EconomyGymEnv(gymnasium.Env):
         render_mode: str | None = None,
         **params,
     ) -> None:
-        if render_mode is not None:
-            raise ValueError(f"render_mode must be None (the economies do not render), got {render_mode!r}")
         self.vector = EconomyVectorEnv(
             economy, 1, n_agents=n_agents, device=device, dtype=dtype, seed=seed,
-            max_episode_steps=max_episode_steps, check_actions=check_actions, compile=compile,
-            action_bound=action_bound, **params,
+            max_episode_steps=max_episode_steps, autoreset_mode=AutoresetMode.DISABLED, render_mode=render_mode,
+            check_actions=check_actions, compile=compile, action_bound=action_bound, **params,
         )
         self.core, self.economy = self.vector.core, self.vector.economy
         self.n_agents = self.economy.n_agents
-        self.render_mode = None
+        self.render_mode = render_mode
         self.observation_space = self.vector.single_observation_space
         self.action_space = self.vector.single_action_space
 
@@ -259,6 +293,14 @@ class EconomyGymEnv(gymnasium.Env):
             raise ValueError(f"action must have shape ({self.n_agents},) (n_agents,), got {tuple(action.shape)}")
         obs, reward, terminated, truncated, info = self.vector.step(action.unsqueeze(0))
         return _first(obs), float(reward[0]), bool(terminated[0]), bool(truncated[0]), _first(info)
+
+    def render(self):
+        """``rgb_array``: the economy's ``(H, W, 3)`` uint8 frame; otherwise ``None``."""
+        frames = self.vector.render()
+        return None if frames is None else frames[0]
+
+    def close(self) -> None:
+        self.vector.close()
 
     def __repr__(self) -> str:
         return f"EconomyGymEnv({type(self.economy).__name__}, n_agents={self.n_agents})"

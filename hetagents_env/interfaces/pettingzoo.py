@@ -14,7 +14,11 @@ action space object (per env instance):
   ``(N, d_a)`` flattened row-major, then the aggregates.
 
 The economies never terminate; with ``max_episode_steps`` every agent is truncated at once at the horizon and
-``agents`` becomes empty. Building the per-agent dicts is O(N) Python per step (PettingZoo's API is per agent).
+``agents`` becomes empty. ``render_mode="rgb_array"``: ``render()`` returns the economy's frame (see
+:mod:`~hetagents_env.interfaces.render`); ``"human"`` shows it at every reset and step. Copies (pickle, deepcopy,
+cloudpickle, e.g. SuperSuit's ``concat_vec_envs_v1``) draw independent shocks (see
+:class:`~hetagents_env.interfaces.env.EconomyEnv`). Building the per-agent dicts is O(N) Python per step
+(PettingZoo's API is per agent).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from . import _facade
+from .render import RENDER_FPS, RENDER_MODES, Renderer, check_render_mode
 from ..economies import Economy
 
 __all__ = ["EconomyParallelEnv"]
@@ -43,12 +48,15 @@ class EconomyParallelEnv(ParallelEnv):
         check_actions: validate actions in the core (finiteness).
         compile: ``torch.compile`` the core's step.
         action_bound: half-width of the action box where the economy's action is unbounded (default 1).
+        render_mode: ``None`` (default), ``"rgb_array"`` or ``"human"``.
 
     Attributes:
         core: the :class:`~hetagents_env.interfaces.env.EconomyEnv` (``num_envs=1``); ``core.economy`` has the pure functions.
     """
 
-    metadata: dict[str, Any] = {"name": "hetagents", "render_modes": [], "is_parallelizable": True}
+    metadata: dict[str, Any] = {
+        "name": "hetagents", "render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS, "is_parallelizable": True,
+    }
 
     def __init__(
         self,
@@ -62,30 +70,32 @@ class EconomyParallelEnv(ParallelEnv):
         check_actions: bool = True,
         compile: bool = False,
         action_bound: float | None = None,
+        render_mode: str | None = None,
         **params,
     ) -> None:
+        self.render_mode = check_render_mode(render_mode)
         self.core = _facade.build_core(
             economy, 1, n_agents=n_agents, device=device, dtype=dtype, seed=seed,
             max_episode_steps=max_episode_steps, check_actions=check_actions, compile=compile, params=params,
         )
         self.economy = economy = self.core.economy
         self.metadata = {**type(self).metadata, "name": f"hetagents_{economy.env_id.replace('-', '_').lower()}"}
-        self.render_mode = None
+        self._renderer = None if render_mode is None else Renderer(self.core, render_mode)
         self.possible_agents = [f"{economy.agent_name}_{i}" for i in range(economy.n_agents)]
         self.agents: list[str] = []
         self._known = frozenset(self.possible_agents)
         self.observation_features = _facade.agent_observation_features(economy)
 
         dtype_np = _facade.numpy_dtype(economy.dtype)
-        obs_lo, obs_hi = (b.astype(dtype_np) for b in _facade.feature_bounds(self.observation_features))
+        obs_lo, obs_hi = (b.astype(dtype_np) for b in _facade.feature_bounds(economy, self.observation_features))
         self._observation_space = spaces.Box(obs_lo, obs_hi, dtype=dtype_np)
         low, high = _facade.action_bounds(economy, action_bound)
         self._action_space = spaces.Box(low, high, shape=(1,), dtype=dtype_np)
         # the dict forms some tools read; every value is the same shared object
         self.observation_spaces = dict.fromkeys(self.possible_agents, self._observation_space)
         self.action_spaces = dict.fromkeys(self.possible_agents, self._action_space)
-        a_lo, a_hi = _facade.feature_bounds(economy.agent_features)
-        z_lo, z_hi = _facade.feature_bounds(economy.aggregate_features)
+        a_lo, a_hi = _facade.feature_bounds(economy, economy.agent_features)
+        z_lo, z_hi = _facade.feature_bounds(economy, economy.aggregate_features)
         n = economy.n_agents
         self.state_space = spaces.Box(
             np.concatenate([np.tile(a_lo, n), z_lo]).astype(dtype_np),
@@ -116,6 +126,8 @@ class EconomyParallelEnv(ParallelEnv):
         """Draw a new economy; returns ``(observations, infos)`` keyed by agent. ``options`` are ignored."""
         obs, _ = self.core.reset(seed=seed)
         self.agents = list(self.possible_agents)
+        if self._renderer is not None:
+            self._renderer.record(new_period=False)
         return self._observations(obs), {agent: {} for agent in self.agents}
 
     def step(self, actions: dict[str, Any]):
@@ -137,6 +149,8 @@ class EconomyParallelEnv(ParallelEnv):
         infos = {agent: {} for agent in agents}
         if terminated[0] or truncated[0]:
             self.agents = []
+        if self._renderer is not None:
+            self._renderer.record(new_period=True)
         return observations, rewards, terminations, truncations, infos
 
     def state(self) -> np.ndarray:
@@ -144,11 +158,13 @@ class EconomyParallelEnv(ParallelEnv):
         obs = self.economy.observe(self.core.state)
         return _facade.to_numpy(torch.cat([obs["agents"][0].reshape(-1), obs["aggregate"][0]]))
 
-    def render(self) -> None:
-        return None
+    def render(self):
+        """``rgb_array``: the economy's ``(H, W, 3)`` uint8 frame; otherwise ``None``."""
+        return self._renderer.frames()[0] if self.render_mode == "rgb_array" else None
 
     def close(self) -> None:
-        pass
+        if self._renderer is not None:
+            self._renderer.close()
 
     # ------------------------------------------------------------------ conversion
     def _observations(self, obs) -> dict[str, np.ndarray]:

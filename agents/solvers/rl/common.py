@@ -3,13 +3,16 @@ adapters, price-taking exploration noise, the exact value of a linear policy, an
 
 Scaling (fixed economic scales, never statistics of the data; see :func:`default_scaling`)
 -------------------------------------------------------------------------------------------
-* **Observations.** Investment economy: :math:`\tilde x = (x - \bar x_0)/(0.1\,\bar x_0)` with :math:`\bar x_0`
+* **Observations.** Investment economy: :math:`\tilde x = (x - \bar x_0)/0.1` with :math:`\bar x_0`
   the mean of the initial capital draw (``x0_mean``), so the aggregate moves in about [−1.5, 0] along the judge's
-  paths (0.9 → 0.77). Krusell–Smith: :math:`\tilde k = k/k_{ss} - 1`; e and z ∈ {0, 1} unchanged.
+  paths (0.9 → 0.77). Krusell–Smith: :math:`\tilde k = k/k_{ss}`; e and z ∈ {0, 1} unchanged. Both are the
+  economy's own ``centred_features()``.
 * **Actions.** Investment: :math:`u = s_u\, y` with :math:`s_u = \delta \bar x_0` (replacement investment at the
   initial capital, 0.045 at the baseline), so the network's output y is O(1) while u ≈ 0.02–0.03. Krusell–Smith:
   a sigmoid head whose initial output is the steady-state consumption share (k' = k at k_ss; as the Euler solver).
-  Critics see the action as :math:`(a - a_0)/s_a` (investment: a/s_u; Krusell–Smith: a/share_ss − 1).
+  Critics see the action as :math:`(a - a_0)/s_a` (investment: a/s_u; Krusell–Smith: a/share_ss − 1). The scales
+  are the economy's ``action_scale`` and ``neutral_action()``; the choice between the two cases is the economy's
+  ``action_head``.
 * **Rewards.** Multiplied by ``reward_scale`` = 1 − β by default, so a value is an average per-period payoff
   (≈ 0.15 investment, ≈ 1.1 Krusell–Smith) instead of a discounted sum (≈ 3 and ≈ 110). The solvers' ``value``
   modules divide it back out: they return values in the economy's own units.
@@ -42,11 +45,9 @@ import dataclasses
 import math
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
-import numpy as np
-import scipy.linalg
 import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModuleBase
@@ -54,6 +55,7 @@ from torch import distributions as D
 from torch import nn
 
 from hetagents_env.economies.core import Economy, Policy
+from hetagents_env.economies.lq import linear_policy_value  # noqa: F401  (re-exported)
 
 from ...config import Config, ConfigError, interval
 from ...networks import DeepSets, DeepSetsConfig, Features, default_features
@@ -71,6 +73,7 @@ __all__ = [
     "default_scaling",
     "linear_policy_value",
     "monte_carlo_value",
+    "steady_state_share",
 ]
 
 ACTION_KEY = "action"  # the (normalised) own action in a critic's state TensorDict
@@ -101,39 +104,36 @@ class Scaling:
 
 
 def steady_state_share(economy: Economy) -> float:
-    """Krusell–Smith: the action (consumption or savings share) that keeps k' = k at the initial state."""
-    state = economy.initial_state(1, economy.generator(0))
-    saved = float((state["k"] / economy.cash_on_hand(state)).mean())
-    return 1.0 - saved if economy.params.action == "consumption_share" else saved
+    """The economy's neutral action (e.g. the consumption share that keeps k' = k at the initial state)."""
+    return economy.neutral_action()
 
 
 def default_scaling(economy: Economy) -> Scaling:
-    """Fixed economic scales and default networks for ``economy`` (see the module docstring)."""
-    small_tanh = DeepSetsConfig(
-        phi="identity", rho_widths=(32, 32), activation="tanh", hidden_bias=True, bias_init="zeros", scale=()
-    )
+    """Fixed economic scales and default networks for ``economy``, from its own description (see the module
+    docstring): observations centred and scaled by ``economy.centred_features()``; a share action (sigmoid head)
+    starts at the neutral share and is explored with noise 0.1 × its scale; an unbounded action is the network's
+    output times ``economy.action_scale``, explored with 0.2 (stochastic) / 0.45 (deterministic) × that scale."""
+    features = economy.centred_features()
     critic = DeepSetsConfig(phi="identity", rho_widths=(64, 64), activation="tanh", hidden_bias=True, scale=())
-    if economy.env_id == "Investment-v0":
-        p = economy.params
-        x0 = max(abs(p.x0_mean), 0.1)
-        u_scale = max(p.delta, 0.01) * x0
-        return Scaling(
-            obs_shift=(("x", p.x0_mean),), obs_scale=(("x", 0.1 * x0),), action_scale=u_scale,
-            critic_action_scale=u_scale, exploration_sd=0.2 * u_scale, exploration_sd_deterministic=0.45 * u_scale,
-            actor=small_tanh.replace(own_features=(), aggregate_features=()), critic=critic,
-        )
-    if economy.env_id == "KrusellSmith-v0":
-        k0 = float(economy.k_init)
-        share = steady_state_share(economy)
+    obs = dict(obs_shift=features.shift, obs_scale=features.scale)
+    scale = float(economy.action_scale)
+    if economy.action_head == "sigmoid":
+        share = float(economy.neutral_action())
         actor = DeepSetsConfig(
             phi="identity", rho_widths=(64, 64), activation="tanh", hidden_bias=True, head="sigmoid", scale=(),
             output_bias_init=math.log(share / (1.0 - share)),
         )
         return Scaling(
-            obs_shift=(("k", k0),), obs_scale=(("k", k0),), critic_action_shift=share, critic_action_scale=share,
-            exploration_sd=0.1 * share, exploration_sd_deterministic=0.1 * share, actor=actor, critic=critic,
+            **obs, critic_action_shift=share, critic_action_scale=scale, exploration_sd=0.1 * scale,
+            exploration_sd_deterministic=0.1 * scale, actor=actor, critic=critic,
         )
-    return Scaling(actor=small_tanh, critic=critic)
+    actor = DeepSetsConfig(
+        phi="identity", rho_widths=(32, 32), activation="tanh", hidden_bias=True, bias_init="zeros", scale=()
+    )
+    return Scaling(
+        **obs, action_scale=scale, critic_action_scale=scale, exploration_sd=0.2 * scale,
+        exploration_sd_deterministic=0.45 * scale, actor=actor, critic=critic,
+    )
 
 
 class Normalizer(nn.Module):
@@ -431,47 +431,6 @@ class CenteredGaussianNoise(TensorDictModuleBase):
 
 
 # ---------------------------------------------------------------------------------------------- the known value
-def linear_policy_value(economy: Economy, h0: float | None = None, h1: float | None = None) -> Callable:
-    r"""The exact value of firm i when every firm invests :math:`u = H_0 + H_1 \bar X` (investment economy, ν = 1).
-
-    With :math:`s = (1, x_i, \bar X)` the state follows :math:`s' = A s + \varepsilon` with
-
-    .. math:: A = \begin{pmatrix} 1 & 0 & 0 \\ H_0 & 1-\delta & H_1 \\ H_0 & 0 & 1-\delta+H_1 \end{pmatrix},\quad
-              \mathrm{Var}(\varepsilon_x) = \sigma^2 + \eta^2,\ \mathrm{Var}(\varepsilon_{\bar X}) =
-              \mathrm{Cov}(\varepsilon_x, \varepsilon_{\bar X}) = \sigma^2/N + \eta^2
-
-    (the mean of the N idiosyncratic shocks includes firm i's own), and the profit
-    :math:`(\alpha_0 - \alpha_1 \bar X) x_i - \tfrac\gamma2 (H_0 + H_1\bar X)^2 = s^\top R s`. Then
-    :math:`V(s) = s^\top P s` with :math:`P = R + \beta A^\top P A + c\, e_0 e_0^\top`, solved as the discounted
-    Lyapunov equation :math:`\tilde P = R + \beta A^\top \tilde P A` and :math:`c = \beta\,\mathrm{tr}(\tilde P
-    \Sigma)/(1-\beta)`. Defaults: the LQ (equilibrium) coefficients. Returns ``value(state) -> (B, N)``."""
-    p = economy.params
-    if economy.env_id != "Investment-v0" or p.nu != 1.0:
-        raise ValueError("the exact value exists for the linear (nu = 1) investment economy only")
-    if h0 is None or h1 is None:
-        h0, h1 = economy.lq_coefficients()
-    beta, n = p.beta, economy.n_agents
-    A = np.array([[1.0, 0.0, 0.0], [h0, 1 - p.delta, h1], [h0, 0.0, 1 - p.delta + h1]])
-    R = np.array([
-        [-0.5 * p.gamma * h0**2, p.alpha0 / 2, -0.5 * p.gamma * h0 * h1],
-        [p.alpha0 / 2, 0.0, -p.alpha1 / 2],
-        [-0.5 * p.gamma * h0 * h1, -p.alpha1 / 2, -0.5 * p.gamma * h1**2],
-    ])
-    var_agg = p.sigma**2 / n + p.eta**2
-    Sigma = np.array([[0.0, 0.0, 0.0], [0.0, p.sigma**2 + p.eta**2, var_agg], [0.0, var_agg, var_agg]])
-    P = scipy.linalg.solve_discrete_lyapunov(math.sqrt(beta) * A.T, R)
-    P[0, 0] += beta * float(np.trace(P @ Sigma)) / (1 - beta)
-
-    def value(state: TensorDict) -> torch.Tensor:
-        x = state["x"].double()
-        m = x.mean(-1, keepdim=True)
-        v = (P[0, 0] + 2 * P[0, 1] * x + 2 * P[0, 2] * m + P[1, 1] * x * x + 2 * P[1, 2] * x * m + P[2, 2] * m * m)
-        return v.to(state["x"].dtype)
-
-    value.P = P  # type: ignore[attr-defined]
-    return value
-
-
 @torch.no_grad()
 def monte_carlo_value(economy: Economy, policy: Policy, state: TensorDict, *, periods: int, samples: int,
                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -561,10 +520,11 @@ class RLSolverBase(Solver):
 
     @classmethod
     def default_config(cls, economy: Economy) -> RLConfig:
-        """Krusell–Smith: 1,000-period episodes (households' wealth needs hundreds of periods to spread from the
-        common initial k toward the ergodic distribution); otherwise the config's defaults."""
-        if economy.env_id == "KrusellSmith-v0":
-            return cls.Config(horizon=1000)
+        """Episodes as long as the economy's ``mixing_periods`` where it states one (Krusell–Smith: 1,000 periods:
+        households' wealth needs hundreds of periods to spread from the common initial k toward the ergodic
+        distribution); otherwise the config's defaults."""
+        if economy.mixing_periods is not None:
+            return cls.Config(horizon=int(economy.mixing_periods))
         return cls.Config()
 
     # ------------------------------------------------------------------ subclass hooks
@@ -659,12 +619,13 @@ class RLSolverBase(Solver):
 
     # ------------------------------------------------------------------ helpers
     def _lq_rel_error(self, states: TensorDict) -> float | None:
-        """Mean |u − u_LQ| / |u_LQ| of the current policy at ``states`` (investment economy, ν = 1), else None."""
-        eco = self.economy
-        if eco.env_id != "Investment-v0" or eco.params.nu != 1.0:
+        """Mean |u − u*| / |u*| of the current policy at ``states`` against the economy's exact policy u* (the LQ
+        policy of the linear investment economy), else None."""
+        exact = self.economy.exact_policy()
+        if exact is None:
             return None
         with torch.no_grad():
-            u, ref = self.policy(states), eco.lq_policy(states)
+            u, ref = self.policy(states), exact(states)
             return float(((u - ref).abs() / ref.abs()).mean())
 
 

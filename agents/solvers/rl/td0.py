@@ -35,7 +35,7 @@ from hetagents_env.economies.core import Economy, Policy
 from ...config import ConfigError, interval
 from ...networks import CallablePolicy
 from ..base import register_solver
-from .common import RLConfig, RLSolverBase, StateValue, UnscaledValue, adam, linear_policy_value, steady_state_share
+from .common import RLConfig, RLSolverBase, StateValue, UnscaledValue, adam
 
 __all__ = ["TD0Config", "TD0Solver"]
 
@@ -44,10 +44,11 @@ __all__ = ["TD0Config", "TD0Solver"]
 class TD0Config(RLConfig):
     """Settings of TD(0) policy evaluation."""
 
-    policy: Literal["lq", "steady_state"] | None = None
-    """the policy evaluated when none is passed to the constructor: "lq" (investment economy: u = H0 + H1 mean X,
-    the linear model's exact coefficients) or "steady_state" (Krusell–Smith: the constant share keeping k' = k at
-    the initial state); None: "lq" for the investment economy, "steady_state" for Krusell–Smith"""
+    policy: Literal["data", "neutral"] | None = None
+    """the policy evaluated when none is passed to the constructor: "data" (the economy's ``data_policy()``: for
+    the investment economy u = H0 + H1 mean X with the linear model's exact coefficients; its exact value is the
+    reference where the economy has one) or "neutral" (the economy's ``neutral_policy()``: Krusell–Smith's constant
+    share keeping k' = k at the initial state); None: "data" where the economy has a data policy, else "neutral" """
     num_envs: int = dataclasses.field(default=64, metadata=interval(1))
     target: Literal["none", "soft", "hard"] = "soft"
     """target network: none (bootstrap on the live critic), soft (Polyak, ``tau``) or hard (``target_every``)"""
@@ -108,18 +109,14 @@ class TD0Solver(RLSolverBase):
         if self._given_policy is not None:
             pol = self._given_policy
             return (pol if isinstance(pol, nn.Module) else CallablePolicy(pol)), None
-        name = cfg.policy or ("lq" if eco.env_id == "Investment-v0" else "steady_state")
-        if name == "lq":
-            if eco.env_id != "Investment-v0":
-                raise ConfigError(f"TD0Config.policy = 'lq' needs the investment economy, got {eco.env_id}")
-            from ..euler import lq_data_policy
-
-            exact = linear_policy_value(eco) if eco.params.nu == 1.0 else None
-            return CallablePolicy(lq_data_policy(eco)), exact
-        if eco.env_id != "KrusellSmith-v0":
-            raise ConfigError(f"TD0Config.policy = 'steady_state' needs the Krusell-Smith economy, got {eco.env_id}")
-        share = steady_state_share(eco)
-        return CallablePolicy(lambda s: torch.full_like(s["k"], share)), None
+        data = eco.data_policy()
+        name = cfg.policy or ("data" if data is not None else "neutral")
+        if name == "data":
+            if data is None:
+                raise ConfigError(f"TD0Config.policy = 'data' needs an economy with a data policy; {eco.env_id} has "
+                                  "none: use policy = 'neutral'")
+            return CallablePolicy(data), eco.exact_value()
+        return CallablePolicy(eco.neutral_policy()), None
 
     def _optimizers(self):
         return [(self.optimizer, self.config.lr_critic)]

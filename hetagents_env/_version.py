@@ -1,0 +1,3 @@
+"""The package version (its own module, so that any layer can read it without importing the package above it)."""
+
+__version__ = "0.2.0"
