@@ -102,8 +102,8 @@ def den_haan_of_policy(
     with torch.no_grad():
         for t in range(burn_in + periods):
             if t >= burn_in:
-                K.append(state["k"].mean(-1))
-                z.append(state["z"])
+                K.append(state[economy.endogenous_key].mean(-1))
+                z.append(state[economy.aggregate_state_key])
             state = economy.transition(state, policy(state), economy.sample_shocks(state, gen))
     K, z = _np(torch.stack(K, 1)).astype(float), _np(torch.stack(z, 1)).astype(int)
     fit = fit_alm(K, z)

@@ -210,7 +210,7 @@ def _float64(economy: Economy) -> Economy:
 @torch.no_grad()
 def simulate_states(policy: Policy, economy: Economy, config: BellmanConfig) -> tuple[TensorDict, dict[str, float]]:
     """Step 1: the judged states, flat [samples · economies] (period-major), and the ergodic statistics."""
-    eco, beta = economy, float(economy.params.beta)
+    eco, beta = economy, economy.discount
     gen = eco.generator(config.seed)
     pick = torch.randperm(config.periods, generator=torch.Generator().manual_seed(config.seed + 1))[: config.samples]
     keep = torch.zeros(config.periods, dtype=torch.bool)
@@ -283,7 +283,7 @@ def bellman_error(
 def _chunk_errors(state: TensorDict, policy: Policy, V: _SetValue, eco: Economy, config: BellmanConfig,
                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Optimality and expectation errors (C, N) of the C economy-states in ``state``."""
-    beta, n, G = float(eco.params.beta), eco.n_agents, config.grid_points
+    beta, n, G = eco.discount, eco.n_agents, config.grid_points
     z, e = state["z"], state["e"]
     c_count = z.shape[0]
     # --- the policy's choice and the value now

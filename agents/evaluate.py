@@ -23,10 +23,11 @@ itself (its own paths, its own value, its own law of motion), and a wrong policy
 3. investment economy with ν = 1: the policy error against the exact LQ solution at the same states,
    mean |u − u_ref| and mean |u − u_ref| / |u_ref|, u_ref = H0 + H1 mean(X);
 4. summary statistics of the economies' aggregates along the test paths (mean, sd, mean in the last period);
-5. economies with two aggregate states (Krusell–Smith; Aiyagari with aggregate risk): the Den Haan statistic (:func:`agents.aggregate_law.den_haan_of_policy`) — the solver's
+5. economies with two aggregate states (Krusell–Smith; Aiyagari with aggregate risk): the Den Haan statistic
+   (:func:`agents.aggregate_law.den_haan_of_policy`) — the solver's
    own aggregate law of motion (``alm``) iterated on its own along long simulated panels of the policy, or, for
    solvers without one, an ALM fitted by OLS on those panels, so that every solver is scored by it;
-6. Krusell–Smith, on request (``bellman=True`` or a :class:`~agents.bellman.BellmanConfig` mapping; it is costly at
+6. household economies (Krusell–Smith, Aiyagari), on request (``bellman=True`` or a :class:`~agents.bellman.BellmanConfig` mapping; it is costly at
    the published sizes): the Bellman error of the policy and a value function (the solver's, or one fitted by
    DeepHAM's regression), see :mod:`agents.bellman`;
 7. the solver's training wall time (and CPU time) and the policy's parameter count, passed through.

@@ -29,8 +29,6 @@ import hetagents_env  # noqa: E402
 from _common import RESULTS, finish_machine, machine_info, result_stem, setup_torch, write_results  # noqa: E402
 
 ENV_IDS = tuple(hetagents_env.list_envs())  # every registered economy
-#: a valid, economically sensible constant action per economy (investment ≈ steady state; consumption share)
-ACTIONS = {"Investment-v0": 0.03, "KrusellSmith-v0": 0.3}
 
 
 def _median_step_time(step: Callable[[], None], steps: int, repeats: int) -> float:
@@ -48,7 +46,7 @@ def _median_step_time(step: Callable[[], None], steps: int, repeats: int) -> flo
 
 def _steppers(env_id: str, b: int, n: int, device: str) -> dict[str, tuple[int, Callable[[], Callable[[], None]]]]:
     """api name -> (number of economies, factory returning a zero-argument step function on a reset env)."""
-    value = ACTIONS[env_id]
+    value = hetagents_env.make_economy(env_id, n_agents=2).neutral_action()  # a sensible constant action
     common = {"n_agents": n, "device": device, "seed": 0}
 
     def core(num_envs: int):

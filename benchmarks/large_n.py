@@ -230,9 +230,9 @@ def main(argv: list[str] | None = None) -> dict:
                 row = run_subprocess(economy_id, b, n, mode, args)
                 rows.append(row)
                 if "error" in row:
-                    print(f"{env_id:16s} B={b:6d} N={n:8d} {mode:7s} FAILED {row['error']}", flush=True)
+                    print(f"{economy_id:16s} B={b:6d} N={n:8d} {mode:7s} FAILED {row['error']}", flush=True)
                 else:
-                    print(f"{env_id:16s} B={b:6d} N={n:8d} {mode:7s} {1e3 * row['s_per_step']:10.1f} ms/step "
+                    print(f"{economy_id:16s} B={b:6d} N={n:8d} {mode:7s} {1e3 * row['s_per_step']:10.1f} ms/step "
                           f"{row['agent_steps_per_s'] / 1e6:8.1f} M agent-steps/s  peak RSS "
                           f"{gib(row['peak_rss_bytes'])} GiB", flush=True)
     baselines = [r["baseline_rss_bytes"] for r in rows if "baseline_rss_bytes" in r]

@@ -112,10 +112,14 @@ def main(argv: list[str] | None = None) -> dict:
     from train.run import seed_everything
 
     budget = 20.0 if args.quick else args.budget
-    rows = [run_one(path, budget, seed_everything) for path in args.configs]
-    economies = {(r["economy"], r["n_agents"], str(r["params"])) for r in rows}
+    economies = {}
+    for path in args.configs:  # one economy for all, checked before anything trains
+        exp = load_experiment(path)
+        economies.setdefault((exp.env.id, exp.env.n_agents, repr(exp.economy().params)), []).append(str(path))
     if len(economies) > 1:
-        raise SystemExit(f"the configs describe {len(economies)} different economies; compare solvers on one")
+        raise SystemExit("the configs describe different economies; compare solvers on one: "
+                         + "; ".join(f"{key[0]} N = {key[1]}: {', '.join(paths)}" for key, paths in economies.items()))
+    rows = [run_one(path, budget, seed_everything) for path in args.configs]
     result = {"benchmark": "solver_comparison", "name": args.name, "date": machine["date"][:10], "quick": args.quick,
               "budget_s": budget, "machine": machine, "rows": rows}
     finish_machine(machine)

@@ -61,7 +61,7 @@ def test_cis_bad_matrix_matches_the_published_bad_state_shares():
          r"'productivity_transition' is not stochastic: entries must be in \[0, 1\]"),
         (dict(productivity=(1.0, 2.0), productivity_transition=((1.0,),)), r"must be an \(2, 2\) matrix"),
         (dict(productivity=(1.0, 2.0)), r"'productivity' and 'productivity_transition' go together"),
-        (dict(borrowing_limit=-1e3), r"'borrowing_limit' = -1000.0 is below the natural borrowing limit"),
+        (dict(borrowing_limit=-1e3), r"'borrowing_limit' = -1000.0 is at or below the natural borrowing limit"),
         (dict(rho=1.0), r"'rho' = 1.0 is out of range"),
         (dict(n_states=1), r"'n_states' = 1 is out of range"),
         (dict(discretization="chebyshev"), r"'discretization' = 'chebyshev' is not allowed"),
@@ -162,3 +162,22 @@ def test_crra_reward_and_feasibility_for_any_share():
         nxt, reward = eco.step(state, torch.full((4, 9), share), eco.generator(1))
         assert bool(torch.isfinite(reward).all()) and bool((nxt["k"] > 0).all())
     assert isinstance(eco, AiyagariEconomy)
+
+
+def test_a_negative_borrowing_limit_never_gives_nan_rewards():
+    """Consuming everything with a̲ < 0 drives K to a̲ < 0 (no capital: outside the economics); prices and rewards
+    stay finite (K/L clamped, consumption at its positive floor)."""
+    eco = make_economy("Aiyagari-v0", borrowing_limit=-1.0, n_agents=10, dtype=torch.float64)
+    state = eco.initial_state(3, eco.generator(0))
+    for t in range(5):
+        state, reward = eco.step(state, torch.ones(3, 10, dtype=torch.float64), eco.generator(t))
+        assert not bool(torch.isnan(reward).any()) and not bool(torch.isnan(state["k"]).any())
+
+
+def test_registering_another_class_under_a_taken_id_is_refused():
+    from hetagents_env.economies.registry import register_economy
+
+    clone = type("AiyagariEconomy", (AiyagariEconomy,), {"__module__": "somebody.elses.module"})
+    with pytest.raises(ValueError, match="'Aiyagari-v0' is already registered by hetagents_env.economies.aiyagari"):
+        register_economy(clone)
+    assert hetagents_env.economy_class("Aiyagari-v0") is AiyagariEconomy

@@ -389,7 +389,7 @@ def value_dataset(
     the start times t0 = 0, Δ, … (t0 + H ≤ periods) as a flat TensorDict [S = E · starts] and their targets
     :math:`\sum_{\tau<H} \beta^\tau u_{i,t_0+\tau}`, (S, N). The sums are accumulated on the fly
     (memory O(starts·E·N))."""
-    beta = float(economy.params.beta)
+    beta = economy.discount
     starts = list(range(0, config.periods - config.horizon + 1, config.start_every))
     t0 = torch.tensor(starts, dtype=economy.dtype, device=economy.device)
     sums: torch.Tensor | None = None  # (starts, E, N)
@@ -615,7 +615,7 @@ class DeepHAMSolver(Solver):
                               f"{economy.env_id} has none")
         self.rng = economy.generator(cfg.seed)
         distributed.reseed(self.rng, cfg.seed)  # distributed runs: each process simulates its own economies
-        self.beta = float(economy.params.beta)
+        self.beta = economy.discount
         self.actor = make_actor(economy, self._actor_config(economy), seed=cfg.seed)
         if cfg.fast_tanh:
             use_fast_tanh(self.actor)

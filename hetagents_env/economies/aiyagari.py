@@ -15,9 +15,12 @@ Model (one economy; all B economies at once in the code; the equations are the h
   idiosyncratic risk, :math:`P(e' \mid e, z')` from one matrix per NEW aggregate state z'
   (``productivity_transition_bad`` / ``_good``).
 * Firm: :math:`R = 1 - \delta + Z\alpha(K/L_z)^{\alpha-1}`, :math:`w = Z(1-\alpha)(K/L_z)^{\alpha}` (r = R − 1
-  is Aiyagari's net return), with :math:`L_z = \sum_e \pi_z(e)\,\varepsilon_e` the theoretical labour supply
-  (:math:`\pi_z` the stationary distribution of state z's matrix; as Krusell–Smith's, so that prices depend on
-  the asset distribution only).
+  is Aiyagari's net return), with :math:`L_z = E[\varepsilon \mid z] = \sum_e \pi(e \mid z)\,\varepsilon_e` the
+  theoretical labour supply: π the stationary distribution of the joint chain of (z, e), so that prices depend on
+  the asset distribution only (one L without aggregate risk, the stationary mean of ε). Unlike Krusell–Smith's
+  matrix, CIS's does not make the cross-section of e jump with z: the realised mean productivity of N households
+  drifts around L_z (for dhkr2012 at N = 100 about ±19 % from the 46.55 top state), and with CIS L_z differs
+  little between the states (6.30 / 6.44 for dhkr2012) because productivity exits are slow.
 * Budget :math:`k_i' = R k_i + w \varepsilon_{e_i} - c_i \ge \underline a`; CRRA utility :math:`c^{1-\gamma}/(1-\gamma)`
   (log at γ = 1), discount β.
 
@@ -52,7 +55,7 @@ from typing import Any
 import numpy as np
 
 from . import markov
-from .households import HouseholdEconomy
+from .households import HouseholdEconomy, conditional_stationary
 from .params import Interval, Params, check_in, interval
 from .registry import register_economy
 
@@ -178,11 +181,11 @@ class AiyagariParams(Params):
                                                                                       lo_closed=False)))
         levels, _ = self.chain()
         limit = self.natural_borrowing_limit(float(levels.min()))
-        if self.borrowing_limit < limit:
+        if self.borrowing_limit <= limit:
             raise ValueError(
-                f"parameter 'borrowing_limit' = {self.borrowing_limit!r} is below the natural borrowing limit "
+                f"parameter 'borrowing_limit' = {self.borrowing_limit!r} is at or below the natural borrowing limit "
                 f"-w eps_min / r = {limit:.6g} at the complete-markets rate r = 1/beta - 1 (the highest a stationary "
-                f"equilibrium can have): allowed [{limit:.6g}, inf)"
+                f"equilibrium can have): allowed ({limit:.6g}, inf)"
             )
 
     # ------------------------------------------------------------------ derived numbers
@@ -226,6 +229,7 @@ def _check_matrix(name: str, matrix, n: int) -> tuple:
     sums = P.sum(1)
     if not np.allclose(sums, 1.0, atol=_STOCHASTIC_TOL, rtol=0):
         raise ValueError(f"parameter {name!r} is not stochastic: row sums are {sums.tolist()}, expected all 1")
+    P = P / sums[:, None]  # rows summing to 1 within the tolerance: renormalised exactly
     return tuple(tuple(float(v) for v in row) for row in P)
 
 
@@ -261,9 +265,9 @@ class AiyagariEconomy(HouseholdEconomy):
                 by_state = [np.asarray(p.productivity_transition_bad), np.asarray(p.productivity_transition_good)]
         self.productivity = levels
         self.idiosyncratic_transition = np.stack(by_state)  # [z', e, e']
-        labour = np.array([markov.stationary_distribution(M) @ levels for M in by_state])
         # P[z, e, z', e'] = P(z' | z) · P_{z'}(e' | e)
         joint = pz[:, None, :, None] * self.idiosyncratic_transition[None, :, :, :].transpose(0, 2, 1, 3)
+        labour = conditional_stationary(joint) @ levels  # L_z = E[ε | z] in the stationary joint distribution
         K_star = float(markov.stationary_distribution(P) @ levels) * p.complete_markets_capital_ratio()
         self._set_structure(
             z_levels=z_levels,

@@ -93,6 +93,8 @@ class Economy(abc.ABC):
     #: periods the cross-section needs to approach its ergodic distribution from :meth:`initial_state` (episode
     #: lengths and burn-ins of solvers and the judge); ``None``: not stated (short-memory economies)
     mixing_periods: ClassVar[int | None] = None
+    #: the state entry holding the discrete aggregate state (an index, shape (B,)), if the economy has one
+    aggregate_state_key: ClassVar[str | None] = None
 
     def __init__(
         self,
@@ -153,7 +155,7 @@ class Economy(abc.ABC):
 
     @property
     def aggregate_states(self) -> int:
-        """Number of discrete aggregate exogenous states (``state["z"]``); 0: none (no discrete aggregate shock)."""
+        """Number of discrete aggregate exogenous states (``state[aggregate_state_key]``); 0: none."""
         return 0
 
     def feature_bounds(self, name: str) -> tuple[float, float]:

@@ -15,7 +15,9 @@ Model (one economy; all B economies at once in the code). A subclass supplies th
 * Action: the share :math:`s_i` of spendable resources :math:`x_i - \underline a` consumed,
   :math:`c_i = s_i (x_i - \underline a)` (or the share saved, ``action="savings_share"``), clipped to
   :math:`[f, x_i - \underline a - f]` with :math:`f = \min(c_{min}, (x_i - \underline a)/4)`, so consumption is
-  positive and :math:`k_i' = x_i - c_i > \underline a`: never NaN whatever the share.
+  positive and :math:`k_i' = x_i - c_i > \underline a`: never NaN whatever the share. (With a̲ < 0, shares far
+  from an equilibrium can drive K ≤ 0 or x < a̲: prices are then evaluated at K/L ≥ 10⁻¹², consumption at
+  f ≥ 10⁻⁶ c_min, and assets may end below a̲ — finite, never NaN.)
 * Utility CRRA :math:`u(c) = c^{1-\gamma}/(1-\gamma)` (:math:`\log c` at γ = 1), discount β.
 * Shocks: :math:`z' \sim P(z' \mid z)`, then each household's :math:`e' \sim P(e' \mid z, z', e_i)`
   independently, both from the joint matrix :math:`P[z, e, z', e']` (†) by inverse CDFs of uniforms.
@@ -36,6 +38,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
+from . import markov
 from .core import Economy, Features, Policy, _check_buffer
 
 
@@ -56,6 +59,7 @@ class HouseholdEconomy(Economy):
     idiosyncratic_name: ClassVar[str] = "e"
     #: wealth spreads from the common initial assets over hundreds of periods
     mixing_periods = 1000
+    aggregate_state_key = "z"
 
     # ------------------------------------------------------------------ structure (set by the subclass)
     def _set_structure(
@@ -98,23 +102,21 @@ class HouseholdEconomy(Economy):
         self.stationary_z = _stationary(pz)
         # the initial draw: z from its stationary distribution, e from its stationary distribution given z
         self.cdf_z0 = t(np.cumsum(self.stationary_z)[:-1])
-        self.cdf_e0 = t(np.cumsum(self._stationary_e(cond, pz), -1)[:, :-1])
+        self.cdf_e0 = t(np.cumsum(self.stationary_e(P4), -1)[:, :-1])
         self.borrowing_limit = float(borrowing_limit)
         self.gamma = float(gamma)
         self.k_init = float(k_init)
 
-    def _stationary_e(self, cond: np.ndarray, pz: np.ndarray) -> np.ndarray:
-        """(n_z, n_e): the distribution of e given z that the initial draw uses (default: the stationary joint
-        distribution of (z, e) conditioned on z)."""
-        n_z, n_e = self.n_z, self.n_e
-        joint = _stationary(np.asarray(self.prob_joint.double().cpu()).reshape(n_z * n_e, n_z * n_e)).reshape(n_z, n_e)
-        return joint / np.maximum(joint.sum(-1, keepdims=True), 1e-300)
+    def stationary_e(self, joint_transition: np.ndarray) -> np.ndarray:
+        """(n_z, n_e): the distribution of e given z that the initial draw uses — the stationary joint distribution
+        of (z, e) of the (float64) matrix P[z, e, z', e'], conditioned on z. Subclasses may state it exactly."""
+        return conditional_stationary(joint_transition)
 
     # ------------------------------------------------------------------ equations
     def prices(self, K: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Gross return R = 1 − δ + Z α (K/L_z)^(α−1) and wage w = Z (1−α) (K/L_z)^α, for K, z of shape (...)."""
         p = self.params
-        ratio = K / self.labour[z]
+        ratio = (K / self.labour[z]).clamp_min(_TINY)  # K <= 0 only with a negative borrowing limit: keep prices finite
         zv = self.z_values[z]
         return 1.0 - p.delta + zv * p.alpha * ratio.pow(p.alpha - 1.0), zv * (1.0 - p.alpha) * ratio.pow(p.alpha)
 
@@ -147,8 +149,10 @@ class HouseholdEconomy(Economy):
         """c = share·(x − a̲) (or (1 − share)·(x − a̲)), clipped to [f, x − a̲ − f] with f = min(c_min, (x − a̲)/4)."""
         spend = self.spendable(cash)
         share = action if self.params.action == "consumption_share" else 1.0 - action
-        floor = torch.clamp(0.25 * spend, max=self.params.c_min)
-        return torch.minimum(torch.maximum(share * spend, floor), spend - floor)
+        # f ≥ 1e-6 c_min > 0: if even that is not affordable (x < a̲, possible only with a̲ < 0 far from equilibrium
+        # prices) the household consumes f and its assets fall below the limit, rather than c <= 0 (NaN utility)
+        floor = torch.clamp(0.25 * spend, min=1e-6 * self.params.c_min, max=self.params.c_min)
+        return torch.maximum(torch.minimum(share * spend, spend - floor), floor)
 
     def utility(self, c: torch.Tensor) -> torch.Tensor:
         """u(c) = c^(1−γ)/(1−γ), log c at γ = 1."""
@@ -259,7 +263,7 @@ class HouseholdEconomy(Economy):
 
     def features(self) -> Features:
         """φ over k (the summary depends on the asset distribution only, as :meth:`euler_residual`'s successor
-        layout requires); own (k, e); aggregate z; k divided by :attr:`capital_scale`, e by n_e − 1 (if > 1)."""
+        layout requires); own (k, e); aggregate z; k divided by :attr:`capital_scale`, e by n_e − 1 (if n_e > 2)."""
         scale = (("k", self.capital_scale),) + ((("e", float(self.n_e - 1)),) if self.n_e > 2 else ())
         return Features(set=("k",), own=("k", "e"), aggregate=("z",), scale=scale)
 
@@ -362,6 +366,10 @@ class HouseholdEconomy(Economy):
         return fischer_burmeister((k_next - self.borrowing_limit) / self.spendable(cash), gap)
 
 
+#: the smallest K / L the prices are evaluated at
+_TINY = 1e-12
+
+
 def fischer_burmeister(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """FB(a, b) = a + b − √(a² + b²): zero iff a ≥ 0, b ≥ 0 and a·b = 0 (a smooth complementarity residual)."""
     return a + b - torch.sqrt(a * a + b * b)
@@ -376,6 +384,14 @@ def gini(values: torch.Tensor) -> torch.Tensor:
     return 2.0 * (v * ranks).sum(-1) / (n * total) - (n + 1.0) / n if n > 1 else torch.zeros_like(total)
 
 
+def conditional_stationary(joint_transition: np.ndarray) -> np.ndarray:
+    """(n_z, n_e): P(e | z) under the stationary distribution of the joint chain P[z, e, z', e'] (float64)."""
+    n_z, n_e = np.asarray(joint_transition).shape[:2]
+    P = np.asarray(joint_transition, dtype=float).reshape(n_z * n_e, n_z * n_e)
+    joint = _stationary(P).reshape(n_z, n_e)
+    return joint / np.maximum(joint.sum(-1, keepdims=True), 1e-300)
+
+
 def _stationary(P: np.ndarray) -> np.ndarray:
     """The stationary distribution of the row-stochastic matrix P (left eigenvector of eigenvalue 1, ≥ 0, sum 1);
     for a reducible chain, the limit of the uniform start."""
@@ -386,7 +402,4 @@ def _stationary(P: np.ndarray) -> np.ndarray:
         denom = P[0, 1] + P[1, 0]
         first = float(P[1, 0] / denom) if denom > 0 else 0.5
         return np.array([first, 1.0 - first])
-    pi = np.full(n, 1.0 / n)
-    Pn = np.linalg.matrix_power(P, 1 << 12)  # converges for aperiodic chains; exact for the 2-state chains here
-    pi = pi @ Pn
-    return pi / pi.sum()
+    return markov.stationary_distribution(P / P.sum(1, keepdims=True))

@@ -190,7 +190,7 @@ class KrusellSmithEconomy(HouseholdEconomy):
         self.stationary_bad = float(self.stationary_z[0])
         self.prob_unemployed_next = self.cdf_e[..., 0]  # P(e' = 0 | z, z', e) as [z, z', e]
 
-    def _stationary_e(self, cond, pz) -> np.ndarray:
+    def stationary_e(self, joint_transition) -> np.ndarray:
         """The initial draw: unemployed with probability ur_z exactly."""
         ur = np.array(self.params.unemployment_rates)
         return np.stack([ur, 1.0 - ur], axis=-1)

@@ -32,7 +32,7 @@ def register_economy(cls: E) -> E:
     if not isinstance(env_id, str) or not env_id or env_id.startswith(NAMESPACE):
         raise TypeError(f"{cls.__name__}.env_id must be a non-empty id like 'MyEconomy-v0', got {env_id!r}")
     known = ECONOMIES.get(env_id)
-    if known is not None and known.__qualname__ != cls.__qualname__:
+    if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
         raise ValueError(f"environment id {env_id!r} is already registered by {known.__module__}.{known.__qualname__}")
     ECONOMIES[env_id] = cls
     for callback in on_register:

@@ -1,7 +1,8 @@
 """Gymnasium facade: a :class:`gymnasium.vector.VectorEnv` of ``num_envs`` economies and a single-economy
 :class:`gymnasium.Env`, both thin shells over :class:`~hetagents_env.interfaces.env.EconomyEnv` (no economics here).
 
-Registered at ``import hetagents_env`` as ``hetagents/Investment-v0`` and ``hetagents/KrusellSmith-v0``::
+Registered at ``import hetagents_env`` as ``hetagents/<id>`` for every registered economy (also those registered
+later)::
 
     envs = gymnasium.make_vec("hetagents/Investment-v0", num_envs=8, n_agents=16)   # EconomyVectorEnv
     env = gymnasium.make("hetagents/KrusellSmith-v0", n_agents=16)                   # EconomyGymEnv (wrapped)

@@ -439,7 +439,7 @@ def monte_carlo_value(economy: Economy, policy: Policy, state: TensorDict, *, pe
     both (B, N) in float64."""
     b = state.batch_size[0]
     s = state.expand(samples, b).reshape(-1).clone() if samples > 1 else state.clone()
-    beta, total = float(economy.params.beta), 0.0
+    beta, total = economy.discount, 0.0
     for t in range(periods):
         s, r = economy.step(s, policy(s), generator)
         total = total + beta**t * r.double()
@@ -508,8 +508,8 @@ class RLSolverBase(Solver):
         self.exploration_sd = cfg.exploration_sd if cfg.exploration_sd is not None else (
             self.scaling.exploration_sd_deterministic if self.deterministic_actor else self.scaling.exploration_sd
         )
-        self.reward_scale = cfg.reward_scale if cfg.reward_scale is not None else 1.0 - float(economy.params.beta)
-        self.gamma = float(economy.params.beta)
+        self.reward_scale = cfg.reward_scale if cfg.reward_scale is not None else 1.0 - economy.discount
+        self.gamma = economy.discount
         self.rng = economy.generator(cfg.seed)  # exploration noise, minibatches
         self.step = 0
         self.agent_steps = 0
