@@ -200,7 +200,7 @@ def as_set_value(value) -> _SetValue:
 
 # ---------------------------------------------------------------------------------------------- the judge
 #: what the judge reads from the economy (the household economies' structure)
-_NEEDS = ("cash_on_hand", "consumption", "spendable", "utility", "prob_z", "prob_e_next", "cdf_z")
+_NEEDS = ("cash_on_hand", "consumption", "clip_consumption", "utility", "prob_z", "prob_e_next", "cdf_z")
 
 
 def _float64(economy: Economy) -> Economy:
@@ -300,9 +300,7 @@ def _chunk_errors(state: TensorDict, policy: Policy, V: _SetValue, eco: Economy,
     lo = c - torch.minimum(config.grid_down * c, torch.full_like(c, config.grid_span))
     hi = c + torch.minimum(k_next - eco.borrowing_limit - 1e-6, torch.full_like(c, config.grid_span))
     grid = lo.unsqueeze(-1) + (hi - lo).unsqueeze(-1) * g  # (C, N, G)
-    spend = eco.spendable(cash).unsqueeze(-1)
-    floor = torch.clamp(0.25 * spend, max=eco.params.c_min)
-    grid = torch.minimum(torch.maximum(grid, floor), spend - floor)
+    grid = eco.clip_consumption(grid, cash.unsqueeze(-1))  # the economy's own feasible set
     grid = torch.cat([grid, c.unsqueeze(-1)], dim=-1)  # (C, N, G + 1)
     k_dev = cash.unsqueeze(-1) - grid  # household i's own k' for each choice
     dev = TensorDict(

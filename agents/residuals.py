@@ -24,19 +24,11 @@ def residual_options(
     nodes: int = 7,
     standardize: bool = True,
 ) -> dict[str, Any]:
-    """Keyword options of ``economy.euler_residual`` for the published method.
-
-    Investment economy: ``nodes``-point Gauss–Hermite over the aggregate shock and ONE idiosyncratic draw ŵ ∈ R^N
-    (from ``generator``), standardised to mean 0 / sd 1 unless ``standardize=False``. Other economies: no options
-    (Krusell–Smith's expectation is exact).
-    """
-    if hasattr(economy, "standardized_draw"):
-        if standardize:
-            w = economy.standardized_draw(generator)
-        else:
-            w = torch.randn(economy.n_agents, generator=generator, device=economy.device, dtype=economy.dtype)
-        return {"method": "quadrature", "nodes": int(nodes), "idiosyncratic": w}
-    return {}
+    """Keyword options of ``economy.euler_residual`` for the published method: the economy's own
+    ``residual_options`` (investment: ``nodes``-point Gauss–Hermite over the aggregate shock and ONE idiosyncratic
+    draw ŵ ∈ R^N from ``generator``, standardised unless ``standardize=False``; household economies: none, their
+    expectation is exact)."""
+    return economy.residual_options(generator=generator, nodes=nodes, standardize=standardize)
 
 
 def successors_per_state(economy: Economy, options: dict[str, Any]) -> int:

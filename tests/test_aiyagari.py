@@ -68,6 +68,9 @@ def test_cis_bad_matrix_matches_the_published_bad_state_shares():
         (dict(aggregate_shock="big"), r"'aggregate_shock' = 'big' is not allowed"),
         (dict(aggregate_shock="cis"), r"'productivity_transition_bad' is needed"),
         (dict(k_init=-1.0), r"'k_init' = -1.0 is out of range"),
+        (dict(rho=0.99, tauchen_width=10.0, n_states=2), r"rho = 0.99, .* give a productivity chain with absorbing"),
+        (dict(alpha=1 - 1e-16), r"'k_init' = None asks for the complete-markets capital"),
+        (dict(rho=0.995), r"'rho' = 0.995 is out of range: allowed \[-0.99, 0.99\]"),
     ],
 )
 def test_bad_input_names_parameter_value_and_range(kwargs, match):

@@ -66,6 +66,19 @@ RANGES = {
         "c_min": POSITIVE,
         "k_init": POSITIVE,
     },
+    "Aiyagari-v0": {
+        "beta": OPEN_01,
+        "gamma": POSITIVE,
+        "alpha": OPEN_01,
+        "delta": CLOSED_01,
+        "rho": Range(-0.99, 0.99, True, True),
+        "sigma": Range(0, 5, True, True),
+        "tauchen_width": Range(0, 10, False, True),
+        "tfp_shock": RATE,
+        "z_persistence": CLOSED_01,
+        "c_min": POSITIVE,
+        "k_init": POSITIVE,  # above the borrowing limit (0 by default)
+    },
 }
 PARAM_CASES = [(env_id, name) for env_id, names in RANGES.items() for name in names]
 
@@ -85,6 +98,8 @@ def consistent_transition(ur_bad: float, ur_good: float, stay_bad: float = 0.875
 
 def valid_companions(env_id: str, name: str, value: float) -> dict:
     """Other parameters that keep a value being tested from failing a cross-field check."""
+    if env_id == "Aiyagari-v0":  # the steady state is tested on its own; k_init keeps the initial state finite
+        return {} if name == "k_init" else {"k_init": 1.0}
     if env_id != "KrusellSmith-v0":
         return {}
     extra = {} if name == "k_init" else {"k_init": 1.0}  # the steady state is tested on its own below

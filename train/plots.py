@@ -192,24 +192,28 @@ def aggregate_paths_figure(paths, economy, path: str | os.PathLike, max_panels: 
 
 @torch.no_grad()
 def wealth_distribution_figure(paths, economy, path: str | os.PathLike) -> Path | None:
-    """Histogram of individual capital at the last test period, by employment status (Krusell–Smith)."""
+    """Histogram of the economy's endogenous per-agent state (capital, wealth) at the last test period, stacked by
+    the idiosyncratic state where the economy has a discrete one (``n_e`` states named ``idiosyncratic_name``)."""
     state = paths[:, -1]
-    if "k" not in state.keys():
-        return None
-    k = state["k"].double().cpu().numpy().ravel()
+    key = economy.endogenous_key
+    k = state[key].double().cpu().numpy().ravel()
     fig = Figure(figsize=(6, 3.8), layout="constrained")
     ax = fig.subplots()
-    bins = np.linspace(0.0, np.quantile(k, 0.995) * 1.05 + 1e-12, 50)
-    if "e" in state.keys():
-        e = state["e"].cpu().numpy().ravel() > 0.5
-        ax.hist([k[e], k[~e]], bins=bins, stacked=True, label=["employed", "unemployed"], alpha=0.8)
-        ax.legend(frameon=False)
+    lo = min(0.0, float(k.min()))
+    bins = np.linspace(lo, np.quantile(k, 0.995) * 1.05 + 1e-12, 50)
+    n_e = getattr(economy, "n_e", 0)
+    if "e" in state.keys() and 1 < n_e <= 10:
+        e = state["e"].cpu().numpy().ravel().astype(int)
+        name = getattr(economy, "idiosyncratic_name", "e")
+        ax.hist([k[e == j] for j in range(n_e)], bins=bins, stacked=True, label=[f"{name} {j}" for j in range(n_e)],
+                alpha=0.8)
+        ax.legend(frameon=False, fontsize=7)
     else:
         ax.hist(k, bins=bins)
     gini = _gini(k)
     ax.axvline(k.mean(), color="k", lw=1.0, ls="--")
-    ax.set(xlabel="individual capital k", ylabel="households",
-           title=f"wealth at t = {paths.batch_size[1] - 1}: mean {k.mean():.2f}, Gini {gini:.3f}")
+    ax.set(xlabel=f"individual {key}", ylabel=economy.agent_name + "s",
+           title=f"{key} at t = {paths.batch_size[1] - 1}: mean {k.mean():.2f}, Gini {gini:.3f}")
     return _save(fig, path)
 
 

@@ -371,7 +371,12 @@ def run_experiment(
         return _run_main(exp, resume=resume, out=out, figures=figures)
     finally:
         if started:
-            distributed.destroy()
+            # every rank leaves together: a rank that tears its gloo pairs down while rank 0 still judges can abort
+            # in gloo's shutdown ("terminate called without an active exception")
+            try:
+                distributed.barrier()
+            finally:
+                distributed.destroy()
 
 
 def _check_distributable(exp: Experiment, resume) -> None:

@@ -50,6 +50,7 @@ consumption and income in units of the good (annual model).
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import numpy as np
@@ -109,16 +110,17 @@ class AiyagariParams(Params):
     """productivity levels ε (n,), > 0; None: exp of the discretised AR(1) grid, normalised to mean 1"""
     productivity_transition: tuple | None = None
     """(n, n) row-stochastic matrix of the productivity chain (with ``productivity``)"""
-    rho: float = dataclasses.field(default=0.6, metadata=interval(-1.0, 1.0, open_lo=True, open_hi=True))
-    """AR(1) persistence ρ ∈ (−1, 1) (when ``productivity`` is None)"""
-    sigma: float = dataclasses.field(default=0.2, metadata=interval(0.0))
-    """AR(1) unconditional sd of log productivity σ ≥ 0"""
+    rho: float = dataclasses.field(default=0.6, metadata=interval(-0.99, 0.99))
+    """AR(1) persistence ρ ∈ [−0.99, 0.99] (when ``productivity`` is None; closer to ±1 a 7-state chain's extreme
+    states become numerically absorbing)"""
+    sigma: float = dataclasses.field(default=0.2, metadata=interval(0.0, 5.0))
+    """AR(1) unconditional sd of log productivity σ ∈ [0, 5] (wider: exp of the grid overflows)"""
     n_states: int = 7
     """number of productivity states of the discretised AR(1) (≥ 2)"""
     discretization: str = "tauchen"
     """``"tauchen"`` (Aiyagari's) or ``"rouwenhorst"``"""
-    tauchen_width: float = dataclasses.field(default=3.5, metadata=interval(0.0, open_lo=True))
-    """Tauchen's grid half-width in unconditional sds"""
+    tauchen_width: float = dataclasses.field(default=3.5, metadata=interval(0.0, 10.0, open_lo=True))
+    """Tauchen's grid half-width in unconditional sds, in (0, 10]"""
     aggregate_shock: str = "none"
     """``"none"`` (stationary economy), ``"ias"`` (TFP shock) or ``"cis"`` (TFP shock + countercyclical risk)"""
     tfp_shock: float = dataclasses.field(default=0.02, metadata=interval(0.0, 1.0, open_hi=True))
@@ -179,9 +181,16 @@ class AiyagariParams(Params):
         if self.k_init is not None:
             object.__setattr__(self, "k_init", check_in("k_init", self.k_init, Interval(self.borrowing_limit,
                                                                                       lo_closed=False)))
-        levels, _ = self.chain()
+        levels, P = self.chain()
+        if self.k_init is None:  # the default initial assets must exist (α near 1 or β near 0 over/underflow)
+            K_star = float(markov.stationary_distribution(P) @ levels) * self.complete_markets_capital_ratio()
+            if not self.borrowing_limit < K_star < math.inf:
+                raise ValueError(
+                    f"parameter 'k_init' = None asks for the complete-markets capital K* = {K_star!r} for beta = "
+                    f"{self.beta!r}, alpha = {self.alpha!r}, delta = {self.delta!r}: pass k_init in "
+                    f"({self.borrowing_limit:g}, inf)")
         limit = self.natural_borrowing_limit(float(levels.min()))
-        if self.borrowing_limit <= limit:
+        if self.borrowing_limit < limit or (limit < 0.0 and self.borrowing_limit == limit):
             raise ValueError(
                 f"parameter 'borrowing_limit' = {self.borrowing_limit!r} is at or below the natural borrowing limit "
                 f"-w eps_min / r = {limit:.6g} at the complete-markets rate r = 1/beta - 1 (the highest a stationary "
@@ -197,17 +206,30 @@ class AiyagariParams(Params):
             lambda n, rho, sigma: markov.tauchen(n, rho, sigma, self.tauchen_width))
         grid, P = discretise(int(self.n_states), self.rho, self.sigma)
         levels = np.exp(grid)
-        return levels / (markov.stationary_distribution(P) @ levels), P
+        try:
+            return levels / (markov.stationary_distribution(P) @ levels), P
+        except ValueError:
+            raise ValueError(
+                f"parameters rho = {self.rho!r}, sigma = {self.sigma!r}, n_states = {self.n_states!r}, "
+                f"tauchen_width = {self.tauchen_width!r} ({self.discretization}) give a productivity chain with "
+                "absorbing states (no unique stationary distribution): lower |rho| or the width, or use "
+                "discretization='rouwenhorst'") from None
 
     def complete_markets_capital_ratio(self) -> float:
-        """K/L at the complete-markets rate r* = 1/β − 1: ((r* + δ)/α)^(1/(α−1))."""
-        return ((1.0 / self.beta - 1.0 + self.delta) / self.alpha) ** (1.0 / (self.alpha - 1.0))
+        """K/L at the complete-markets rate r* = 1/β − 1: ((r* + δ)/α)^(1/(α−1)) (inf when it overflows)."""
+        try:
+            return ((1.0 / self.beta - 1.0 + self.delta) / self.alpha) ** (1.0 / (self.alpha - 1.0))
+        except (OverflowError, ZeroDivisionError):
+            return math.inf
 
     def natural_borrowing_limit(self, eps_min: float) -> float:
         """−w ε_min / r at the complete-markets rate r* = 1/β − 1 (w at K/L there)."""
         r = 1.0 / self.beta - 1.0
-        w = (1.0 - self.alpha) * self.complete_markets_capital_ratio() ** self.alpha
-        return -w * eps_min / r
+        try:
+            w = (1.0 - self.alpha) * self.complete_markets_capital_ratio() ** self.alpha
+            return -w * eps_min / r if math.isfinite(w) else -math.inf
+        except (OverflowError, ZeroDivisionError):
+            return -math.inf
 
 
 def _check_choice(name: str, value, allowed: tuple[str, ...]) -> None:

@@ -220,6 +220,12 @@ class Economy(abc.ABC):
         that value differences convert into consumption equivalents; None otherwise (e.g. profits)."""
         return None
 
+    def residual_options(self, *, generator: torch.Generator | None = None, nodes: int = 7,
+                         standardize: bool = True) -> dict:
+        """Keyword options of :meth:`euler_residual` for a fixed, replayable evaluation (quadrature nodes, a fixed
+        draw from ``generator``); default: none (an exact expectation)."""
+        return {}
+
     def expectation_nodes(self, **options) -> int:
         """How many successor states one Euler-residual evaluation visits per state (memory planning)."""
         return int(options.get("nodes", options.get("samples", 1)))

@@ -146,13 +146,18 @@ class HouseholdEconomy(Economy):
         return cash - self.borrowing_limit if self.borrowing_limit != 0.0 else cash
 
     def consumption(self, cash: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        """c = share·(x − a̲) (or (1 − share)·(x − a̲)), clipped to [f, x − a̲ − f] with f = min(c_min, (x − a̲)/4)."""
-        spend = self.spendable(cash)
+        """c = share·(x − a̲) (or (1 − share)·(x − a̲)), clipped to the feasible set (:meth:`clip_consumption`)."""
         share = action if self.params.action == "consumption_share" else 1.0 - action
-        # f ≥ 1e-6 c_min > 0: if even that is not affordable (x < a̲, possible only with a̲ < 0 far from equilibrium
-        # prices) the household consumes f and its assets fall below the limit, rather than c <= 0 (NaN utility)
+        return self.clip_consumption(share * self.spendable(cash), cash)
+
+    def clip_consumption(self, c: torch.Tensor, cash: torch.Tensor) -> torch.Tensor:
+        """c clipped to [f, x − a̲ − f] with f = min(c_min, (x − a̲)/4); ``cash`` broadcastable to ``c``.
+
+        f ≥ 10⁻⁶ c_min > 0: if even that is not affordable (x < a̲, possible only with a̲ < 0 far from equilibrium
+        prices) the household consumes f and its assets fall below the limit, rather than c ≤ 0 (NaN utility)."""
+        spend = self.spendable(cash)
         floor = torch.clamp(0.25 * spend, min=1e-6 * self.params.c_min, max=self.params.c_min)
-        return torch.maximum(torch.minimum(share * spend, spend - floor), floor)
+        return torch.maximum(torch.minimum(c, spend - floor), floor)
 
     def utility(self, c: torch.Tensor) -> torch.Tensor:
         """u(c) = c^(1−γ)/(1−γ), log c at γ = 1."""
@@ -402,4 +407,9 @@ def _stationary(P: np.ndarray) -> np.ndarray:
         denom = P[0, 1] + P[1, 0]
         first = float(P[1, 0] / denom) if denom > 0 else 0.5
         return np.array([first, 1.0 - first])
-    return markov.stationary_distribution(P / P.sum(1, keepdims=True))
+    P = P / P.sum(1, keepdims=True)
+    try:
+        return markov.stationary_distribution(P)
+    except ValueError:  # several closed classes (e.g. an aggregate state that never changes): the uniform start's limit
+        pi = np.full(n, 1.0 / n) @ np.linalg.matrix_power(P, 1 << 12)
+        return pi / pi.sum()

@@ -105,6 +105,16 @@ class InvestmentEconomy(Economy):
         reward = self.reward(frozen, action) + self.price(frozen["x"]).unsqueeze(-1) * (state["x"] - frozen["x"])
         return nxt, reward
 
+    def residual_options(self, *, generator: torch.Generator | None = None, nodes: int = 7,
+                         standardize: bool = True) -> dict:
+        """The published method: ``nodes``-point Gauss–Hermite over ω and ONE idiosyncratic draw ŵ ∈ R^N from
+        ``generator``, standardised to mean 0 / sd 1 (:meth:`standardized_draw`) unless ``standardize=False``."""
+        if standardize:
+            w = self.standardized_draw(generator)
+        else:
+            w = torch.randn(self.n_agents, generator=generator, device=self.device, dtype=self.dtype)
+        return {"method": "quadrature", "nodes": int(nodes), "idiosyncratic": w}
+
     def expectation_nodes(self, *, method: str = "quadrature", nodes: int = 7, samples: int = 64, **_) -> int:
         return nodes if method == "quadrature" else samples
 
