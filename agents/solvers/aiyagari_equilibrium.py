@@ -348,12 +348,12 @@ class _Economy:
             if a_min <= natural:
                 raise ValueError(
                     f"parameter 'borrowing_limit' = {a_min!r} is out of range at r = {r:.6g} (w = {w:.6g}): allowed "
-                    f"({natural:.6g}, 0], above the natural borrowing limit -w·min(ε)/r")
+                    f"({natural:.6g}, inf), above the natural borrowing limit -w·min(ε)/r")
 
     def solve(self, r: float) -> dict[str, Any]:
         r = float(r)
         if r not in self.cache:
-            self.cache = {r: self._solve(r), **dict(list(self.cache.items())[-3:])}
+            self.cache = {**dict(list(self.cache.items())[-3:]), r: self._solve(r)}  # the 4 latest r
         return self.cache[r]
 
     def _solve(self, r: float) -> dict[str, Any]:
