@@ -45,6 +45,7 @@ from tensordict import TensorDict
 from hetagents_env.economies.core import Economy, Policy
 
 from .policy_check import CheckedPolicy
+from .residuals import batched_residual
 
 __all__ = [
     "consumption_equivalent", "error_stats", "gini", "in_float64", "lifetime_values", "simulate_stationary",
@@ -126,9 +127,7 @@ def unit_free_errors(
     the relative policy error; else None."""
     _stage(checked, stage)
     if supports_relative_euler(economy):
-        chunk = max(1, (1 << 18) // (economy.n_agents * (1 + economy.expectation_nodes())))
-        gap = torch.cat([economy.relative_euler_error(policy, states[i : i + chunk])
-                         for i in range(0, states.batch_size[0], chunk)]).double()
+        gap = batched_residual(economy, policy, states, residual=economy.relative_euler_error).double()
         _stage(checked, stage)
         action = policy(states)
         key = economy.endogenous_key

@@ -43,14 +43,15 @@ def batched_residual(
     options: dict[str, Any] | None = None,
     *,
     max_rows: int = 1 << 18,
+    residual=None,
 ) -> torch.Tensor:
-    """``economy.euler_residual(policy, states, **options)`` over a flat batch of states, in chunks of at most
-    ``max_rows`` agent-rows (states × successors × N) each; returns (S, N). Gradients flow if enabled."""
+    """``residual(policy, states, **options)`` (default ``economy.euler_residual``; e.g. the unit-free
+    ``economy.relative_euler_error``) over a flat batch of states, in chunks of at most ``max_rows`` agent-rows
+    (states × successors × N) each; returns (S, N). Gradients flow if enabled."""
     options = options or {}
+    residual = economy.euler_residual if residual is None else residual
     s = states.batch_size[0]
     chunk = max(1, max_rows // (economy.n_agents * successors_per_state(economy, options)))
     if s <= chunk:
-        return economy.euler_residual(policy, states, **options)
-    return torch.cat(
-        [economy.euler_residual(policy, states[i : i + chunk], **options) for i in range(0, s, chunk)], dim=0
-    )
+        return residual(policy, states, **options)
+    return torch.cat([residual(policy, states[i : i + chunk], **options) for i in range(0, s, chunk)], dim=0)

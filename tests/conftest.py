@@ -11,6 +11,7 @@ deadline, since the test machines are shared and a first torch call can take a w
 
 from __future__ import annotations
 
+import math
 import os
 
 import hetagents_env
@@ -92,3 +93,17 @@ def assert_finite(tensor: torch.Tensor, what: str = "tensor") -> None:
     """Fail with a count of the NaN/inf entries unless every entry of ``tensor`` is finite."""
     bad = ~torch.isfinite(tensor)
     assert not bool(bad.any()), f"{what} has {int(bad.sum())} non-finite entries of {tensor.numel()}"
+
+
+def box_sample(env_id: str, u: torch.Tensor) -> torch.Tensor:
+    """Uniforms ``u`` mapped into the economy's action bounds (``[-0.1, 0.1]`` on an unbounded side)."""
+    cls = hetagents_env.economy_class(env_id)
+    low = cls.action_low if math.isfinite(cls.action_low) else -0.1
+    high = cls.action_high if math.isfinite(cls.action_high) else 0.1
+    return low + (high - low) * u
+
+
+def action_sequence(env_id: str, steps: int, b: int, n: int, seed: int = 7) -> torch.Tensor:
+    """``steps`` reproducible actions ``(steps, b, n)`` inside the economy's action box (``box_sample``)."""
+    u = torch.rand(steps, b, n, generator=torch.Generator().manual_seed(seed))
+    return box_sample(env_id, u)

@@ -12,6 +12,7 @@ from gymnasium.utils.env_checker import check_env
 from gymnasium.vector import AutoresetMode
 
 import hetagents_env
+from conftest import action_sequence as shared_action_sequence
 from hetagents_env.interfaces.gymnasium import EconomyGymEnv, EconomyVectorEnv, parse_autoreset_mode
 
 B, N = 3, 4
@@ -20,18 +21,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:.*infinity")
 
 
 def action_sequence(env_id: str, steps: int, b: int = B, n: int = N, seed: int = 7) -> torch.Tensor:
-    """``steps`` reproducible actions ``(steps, b, n)``: uniform in the economy's action bounds, within ±0.1 where
-    a side is unbounded (investment: small, realistic investments)."""
-    gen = torch.Generator().manual_seed(seed)
-    u = torch.rand(steps, b, n, generator=gen)
-    return box_sample(env_id, u)
-
-def box_sample(env_id: str, u: torch.Tensor) -> torch.Tensor:
-    """Uniforms ``u`` mapped into the economy's action bounds (``[-0.1, 0.1]`` on an unbounded side)."""
-    cls = hetagents_env.economy_class(env_id)
-    low = cls.action_low if math.isfinite(cls.action_low) else -0.1
-    high = cls.action_high if math.isfinite(cls.action_high) else 0.1
-    return low + (high - low) * u
+    """``steps`` reproducible actions ``(steps, b, n)`` inside the action box."""
+    return shared_action_sequence(env_id, steps, b, n, seed)
 
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import torch
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 import hetagents_env
+from conftest import action_sequence as shared_action_sequence
 from hetagents_env.interfaces.pettingzoo import EconomyParallelEnv
 
 N, HORIZON = 4, 5
@@ -22,15 +22,7 @@ def make(env_id: str, **kwargs) -> EconomyParallelEnv:
 
 def action_sequence(env_id: str, steps: int, seed: int = 7) -> torch.Tensor:
     """``steps`` reproducible actions ``(steps, 1, N)`` inside the action box."""
-    u = torch.rand(steps, 1, N, generator=torch.Generator().manual_seed(seed))
-    return box_sample(env_id, u)
-
-def box_sample(env_id: str, u: torch.Tensor) -> torch.Tensor:
-    """Uniforms ``u`` mapped into the economy's action bounds (``[-0.1, 0.1]`` on an unbounded side)."""
-    cls = hetagents_env.economy_class(env_id)
-    low = cls.action_low if math.isfinite(cls.action_low) else -0.1
-    high = cls.action_high if math.isfinite(cls.action_high) else 0.1
-    return low + (high - low) * u
+    return shared_action_sequence(env_id, steps, 1, N, seed)
 
 
 

@@ -3,7 +3,6 @@ agreement with the core."""
 
 from __future__ import annotations
 
-import math
 import warnings
 
 import pytest
@@ -13,6 +12,7 @@ from torchrl.envs import GymWrapper
 from torchrl.envs.utils import check_env_specs
 
 import hetagents_env
+from conftest import action_sequence as shared_action_sequence
 from hetagents_env.interfaces.torchrl import EconomyTorchRLEnv
 
 with warnings.catch_warnings():  # torchrl 0.14 warns about its own deprecated weight updaters at import
@@ -29,15 +29,7 @@ def make(env_id: str, **kwargs) -> EconomyTorchRLEnv:
 
 def action_sequence(env_id: str, steps: int, seed: int = 7) -> torch.Tensor:
     """``steps`` reproducible actions ``(steps, B, N)`` inside the action box."""
-    u = torch.rand(steps, B, N, generator=torch.Generator().manual_seed(seed))
-    return box_sample(env_id, u)
-
-def box_sample(env_id: str, u: torch.Tensor) -> torch.Tensor:
-    """Uniforms ``u`` mapped into the economy's action bounds (``[-0.1, 0.1]`` on an unbounded side)."""
-    cls = hetagents_env.economy_class(env_id)
-    low = cls.action_low if math.isfinite(cls.action_low) else -0.1
-    high = cls.action_high if math.isfinite(cls.action_high) else 0.1
-    return low + (high - low) * u
+    return shared_action_sequence(env_id, steps, B, N, seed)
 
 
 

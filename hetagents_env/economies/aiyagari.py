@@ -307,4 +307,4 @@ class AiyagariEconomy(HouseholdEconomy):
         return "aiyagari_stationary" if self.params.aggregate_shock == "none" else None
 
     def _extra_aggregates(self, state) -> dict:
-        return {"mean_productivity": self.tensor(self.productivity)[state["e"].long()].mean(-1)}
+        return {"mean_productivity": self.income_table[0][state["e"].long()].mean(-1)}  # row 0: the levels ε

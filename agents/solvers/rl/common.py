@@ -73,7 +73,6 @@ __all__ = [
     "default_scaling",
     "linear_policy_value",
     "monte_carlo_value",
-    "steady_state_share",
 ]
 
 ACTION_KEY = "action"  # the (normalised) own action in a critic's state TensorDict
@@ -101,11 +100,6 @@ class Scaling:
     the own-action slope from how targets co-vary with the noise, so the signal grows with the noise)"""
     actor: DeepSetsConfig = DeepSetsConfig()
     critic: DeepSetsConfig = DeepSetsConfig()
-
-
-def steady_state_share(economy: Economy) -> float:
-    """The economy's neutral action (e.g. the consumption share that keeps k' = k at the initial state)."""
-    return economy.neutral_action()
 
 
 def default_scaling(economy: Economy) -> Scaling:
