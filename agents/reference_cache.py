@@ -101,7 +101,8 @@ def load_entry(path: Path, key: str, inputs: dict[str, Any]) -> dict[str, Any] |
     try:
         entry = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # noqa: BLE001 - any unreadable file is a miss
-        _warn(path, f"unreadable ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})")
+        # the error's type only: torch's message advises loading without weights_only, which would run the file's code
+        _warn(path, f"unreadable ({type(err).__name__})")
         return None
     if not isinstance(entry, dict) or entry.get("format") != FORMAT or "payload" not in entry:
         _warn(path, "not a reference cache entry of this format")

@@ -29,6 +29,10 @@ Definitions (``w`` the endogenous state ``state[economy.endogenous_key]``: wealt
   wealth percentiles p10/p50/p90/p99 of the pooled sample; Wasserstein-1 distance between the pooled wealth
   samples of the policy and of the reference (``scipy.stats.wasserstein_distance``, in units of w).
 * **Welfare** (see :func:`lifetime_values`, :func:`consumption_equivalent`).
+* **Paths on common shocks** (figures): :func:`draw_common_shocks` draws ``periods`` shocks once from one seed and
+  :func:`simulate_on_shocks` replays them for any policy from the same start, so that every policy faces the same
+  aggregate and idiosyncratic draws (the same exogenous states: e.g. the same path of
+  ``state[economy.aggregate_state_key]``).
 """
 
 from __future__ import annotations
@@ -48,8 +52,9 @@ from .policy_check import CheckedPolicy
 from .residuals import batched_residual
 
 __all__ = [
-    "consumption_equivalent", "error_stats", "gini", "in_float64", "lifetime_values", "simulate_stationary",
-    "stationary_stats", "unit_free_errors", "wasserstein", "welfare_horizon",
+    "consumption_equivalent", "draw_common_shocks", "error_stats", "gini", "in_float64", "lifetime_values",
+    "simulate_on_shocks", "simulate_stationary", "stationary_stats", "unit_free_error_values", "unit_free_errors",
+    "wasserstein", "welfare_horizon",
 ]
 
 #: errors below this are floored before log10
@@ -74,14 +79,24 @@ def _stage(checked: CheckedPolicy | None, stage: str, period: int | None = None)
         checked.at(stage, period)
 
 
-def gini(values: np.ndarray) -> float:
-    """Gini coefficient of a 1-D sample: G = 2 Σ_i i v_(i) / (n Σ v) − (n + 1)/n, v sorted ascending."""
-    v = np.sort(np.asarray(values, dtype=np.float64).ravel())
-    n = v.size
-    total = v.sum()
-    if n < 2 or total == 0:
-        return 0.0
-    return float(2.0 * (np.arange(1, n + 1) * v).sum() / (n * total) - (n + 1.0) / n)
+def gini(values: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Gini coefficient of a sample, G = 2 Σ_i i v_(i) / (n Σ v) − (n + 1)/n with v sorted ascending, or, with
+    ``weights``, of the discrete distribution with atoms ``values``: 1 − Σ_i m_i (L_{i−1} + L_i) (L the Lorenz
+    curve; the two agree for equal weights). The one Gini of numpy samples and histograms in the package."""
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if weights is None:
+        v = np.sort(v)
+        n = v.size
+        total = v.sum()
+        if n < 2 or total == 0:
+            return 0.0
+        return float(2.0 * (np.arange(1, n + 1) * v).sum() / (n * total) - (n + 1.0) / n)
+    m = np.asarray(weights, dtype=np.float64).ravel()
+    order = np.argsort(v, kind="stable")
+    v, m = v[order], m[order] / m.sum()
+    wealth = np.cumsum(m * v)
+    L = wealth / wealth[-1]
+    return float(1.0 - np.sum(m * (L + np.concatenate([[0.0], L[:-1]]))))
 
 
 def wasserstein(a: np.ndarray, b: np.ndarray) -> float:
@@ -110,7 +125,7 @@ def supports_relative_euler(economy: Economy) -> bool:
 
 # ---------------------------------------------------------------------------------------------- Euler errors
 @torch.no_grad()
-def unit_free_errors(
+def unit_free_error_values(
     policy: Policy,
     economy: Economy,
     states: TensorDict,
@@ -121,10 +136,11 @@ def unit_free_errors(
     checked: CheckedPolicy | None = None,
     stage: str = "Euler errors",
 ) -> dict[str, Any] | None:
-    """Unit-free accuracy of ``policy`` at ``states`` (flat batch, float64); see the module docstring.
+    """The per-household errors behind :func:`unit_free_errors`, at ``states`` (flat batch [S], float64).
 
-    Relative Euler-equation errors where the economy supports ``form="relative"``; else, with an ``exact`` policy,
-    the relative policy error; else None."""
+    Returns ``{"kind": "relative_euler" | "relative_policy_error", "errors": (S, N) float64, "gap": g (S, N) or
+    None, "constrained": (S, N) bool or None}``, or None when the economy has neither a unit-free Euler error nor
+    an ``exact`` policy (see the module docstring for the definitions)."""
     _stage(checked, stage)
     if supports_relative_euler(economy):
         gap = batched_residual(economy, policy, states, residual=economy.relative_euler_error).double()
@@ -139,16 +155,42 @@ def unit_free_errors(
         else:
             constrained = torch.zeros_like(gap, dtype=torch.bool)
         err = torch.where(constrained, (-gap).clamp_min(0.0), gap.abs())
-        stats = error_stats(err)
-        stats.update(kind="relative_euler", constrained_share=float(constrained.double().mean()),
-                     signed_mean_unconstrained=float(gap[~constrained].mean()) if bool((~constrained).any()) else 0.0)
-        return stats
+        return {"kind": "relative_euler", "errors": err, "gap": gap, "constrained": constrained}
     if exact is not None:
         u, ref = policy(states).double(), exact(states).double()
-        stats = error_stats((u - ref).abs() / ref.abs())
-        stats.update(kind="relative_policy_error")
-        return stats
+        return {"kind": "relative_policy_error", "errors": (u - ref).abs() / ref.abs(), "gap": None,
+                "constrained": None}
     return None
+
+
+@torch.no_grad()
+def unit_free_errors(
+    policy: Policy,
+    economy: Economy,
+    states: TensorDict,
+    *,
+    exact: Policy | None = None,
+    wealth_scale: float = 1.0,
+    constraint_tol: float = 1e-3,
+    checked: CheckedPolicy | None = None,
+    stage: str = "Euler errors",
+) -> dict[str, Any] | None:
+    """Unit-free accuracy of ``policy`` at ``states`` (flat batch, float64); see the module docstring.
+
+    Relative Euler-equation errors where the economy supports ``form="relative"``; else, with an ``exact`` policy,
+    the relative policy error; else None. (Statistics of :func:`unit_free_error_values`.)"""
+    values = unit_free_error_values(policy, economy, states, exact=exact, wealth_scale=wealth_scale,
+                                    constraint_tol=constraint_tol, checked=checked, stage=stage)
+    if values is None:
+        return None
+    stats = error_stats(values["errors"])
+    if values["kind"] == "relative_euler":
+        gap, constrained = values["gap"], values["constrained"]
+        stats.update(kind="relative_euler", constrained_share=float(constrained.double().mean()),
+                     signed_mean_unconstrained=float(gap[~constrained].mean()) if bool((~constrained).any()) else 0.0)
+    else:
+        stats.update(kind=values["kind"])
+    return stats
 
 
 # ---------------------------------------------------------------------------------------------- stationary distribution
@@ -211,6 +253,44 @@ def stationary_stats(sample: dict[str, Any]) -> dict[str, Any]:
     if sample.get("consumption") is not None:
         out["consumption_gini"] = gini(sample["consumption"].cpu().numpy())
     return out
+
+
+# ---------------------------------------------------------------------------------------------- common shocks
+@torch.no_grad()
+def draw_common_shocks(economy: Economy, start: TensorDict, *, periods: int, seed: int) -> list[TensorDict]:
+    """``periods`` one-period shock draws for the economies of ``start`` (batch [M]), in order, from
+    ``economy.generator(seed)``. They are drawn once, before any policy runs, so replaying them
+    (:func:`simulate_on_shocks`) gives every policy the same aggregate and idiosyncratic draws."""
+    gen = economy.generator(seed)
+    return [economy.sample_shocks(start, gen).clone() for _ in range(int(periods))]
+
+
+@torch.no_grad()
+def simulate_on_shocks(
+    policy: Policy,
+    economy: Economy,
+    start: TensorDict,
+    shocks: list[TensorDict],
+    *,
+    checked: CheckedPolicy | None = None,
+    stage: str = "paths on common shocks",
+) -> dict[str, Any]:
+    """Simulate ``policy`` from ``start`` (batch [M], the economy's dtype) with the given shocks (one per period).
+
+    Returns "K" (M, T + 1) float64, the mean of the endogenous state over agents (aggregate capital / wealth);
+    "aggregate_state" (M, T + 1), the economy's discrete aggregate state ``state[economy.aggregate_state_key]``,
+    or None when it has none; "key": the endogenous key; "aggregate_state_key"."""
+    key, z_key = economy.endogenous_key, economy.aggregate_state_key
+    state = start.clone()
+    K, Z = [state[key].double().mean(-1)], [state[z_key].clone()] if z_key is not None else None
+    for t, shock in enumerate(shocks):
+        _stage(checked, stage, t)
+        state = economy.transition(state, policy(state), shock)
+        K.append(state[key].double().mean(-1))
+        if Z is not None:
+            Z.append(state[z_key].clone())
+    return {"K": torch.stack(K, 1), "aggregate_state": torch.stack(Z, 1) if Z is not None else None, "key": key,
+            "aggregate_state_key": z_key}
 
 
 # ---------------------------------------------------------------------------------------------- welfare

@@ -3,11 +3,16 @@
 * one step with N = 10⁶ agents of each economy (eager and :class:`hetagents_env.FusedStep`): shapes, finiteness;
 * the ``torch.compile``-d fused step agrees with the eager step on small shapes (same generator state -> the same
   draws; discrete states equal exactly, real ones to float32 rounding: inductor may reorder the mean's sum);
-* ``benchmarks/run_all.py``'s argument parsing and ``--only`` / ``--skip`` selection (``--dry-run``).
+* ``benchmarks/run_all.py``'s argument parsing and ``--only`` / ``--skip`` selection (``--dry-run``);
+* ``benchmarks/device_check.py`` end to end on the CPU with small sizes (``torch.compile`` replaced by the identity:
+  the check's own code runs, not inductor), and its one-line error + exit 2 for a CUDA device on a machine without;
+* ``benchmarks/time_to_accuracy.py``: the config selection, the accuracy bars, a budget below the first checkpoint
+  ("not reached", no number) and a few-second run on the investment economy (exact reference: nothing to solve).
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -20,7 +25,9 @@ from conftest import ENV_IDS, assert_finite
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import device_check  # noqa: E402
 import run_all  # noqa: E402
+import time_to_accuracy  # noqa: E402
 
 
 def _action(eco, state):
@@ -89,7 +96,8 @@ def test_run_all_selection_and_commands():
     assert not full.quick and "--quick" not in run_all.command("env_throughput", full)
     assert run_all.selected(full) == [n for n in run_all.BENCHMARKS if n not in ("deepham_ks", "rl_baselines")]
     assert set(run_all.BENCHMARKS) == {"env_throughput", "facade_overhead", "large_n", "scaling", "kahou_tables",
-                                       "ks_classical", "aiyagari", "deepham_ks", "rl_baselines"}
+                                       "ks_classical", "aiyagari", "deepham_ks", "rl_baselines", "time_to_accuracy",
+                                       "constrained_efficiency"}
     for name in run_all.BENCHMARKS:
         assert (BENCHMARKS / f"{name}.py").exists()
 
@@ -106,3 +114,156 @@ def test_run_all_dry_run_prints_the_selected_commands(capsys):
     assert run_all.main(["--dry-run", "--only", "ks_classical"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1 and "ks_classical.py" in out[0] and "--quick" in out[0]
+
+
+# ---------------------------------------------------------------------------------------------- device_check
+def _identity_compile(fn=None, **kwargs):
+    return fn if fn is not None else (lambda f: f)
+
+
+def test_device_check_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(torch, "compile", _identity_compile)  # the check's code paths, without inductor's minutes
+    threads = torch.get_num_threads()
+    try:
+        code = device_check.main(["--device", "cpu", "--total", "35", "--threads", "1", "--min-time", "0.05",
+                                  "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    assert code == 0
+    result = json.loads((tmp_path / "device_check_quick.json").read_text())
+    assert result["small"] and result["device"] == "cpu" and set(result["parts"]) == set(device_check.PARTS)
+    assert result["elapsed_s"] <= 35 + device_check.GRACE_S
+    for name, part in result["parts"].items():
+        assert part["status"] in ("done", "stopped"), (name, part)
+        ok = [r for r in part["rows"] if r.get("status") == "ok"]
+        assert ok or part["status"] == "stopped", (name, part)
+    env = result["parts"]["env"]["rows"]
+    assert {r["env"] for r in env} == set(device_check.ENV_IDS)
+    for r in env:
+        if r["status"] == "ok":
+            assert r["agent_steps_per_s"] > 0 and r["mode"] in ("eager", "compiled")
+    assert set(result["targets"]) == {"ks_env_rate", "kahou_relu_time", "deepham_time_to_bar"}
+    out = capsys.readouterr().out
+    assert "| part | what | result | note |" in out and (tmp_path / "device_check_quick.md").exists()
+
+
+def test_device_check_compiled_column_and_out_of_memory_stop(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "compile", _identity_compile)
+    calls = {"n": 0}
+    import _common
+
+    original = _common.step_inputs
+
+    def fake_step_inputs(env_id, b, n, device, **kwargs):  # the second size "runs out of memory"
+        calls["n"] += 1
+        if b * n > 16 * 64:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(env_id, b, n, device, **kwargs)
+
+    monkeypatch.setattr(_common, "step_inputs", fake_step_inputs)
+    assert device_check.main(["--device", "cpu", "--parts", "env", "--total", "60", "--min-time", "0.02",
+                              "--out", str(tmp_path)]) == 0
+    rows = json.loads((tmp_path / "device_check_quick.json").read_text())["parts"]["env"]["rows"]
+    for env_id in device_check.ENV_IDS:
+        mine = [r for r in rows if r["env"] == env_id]
+        eager = [r for r in mine if r["mode"] == "eager"]
+        compiled = [r for r in mine if r["mode"] == "compiled"]
+        assert [r["status"] for r in eager] == ["ok", "out of memory"]  # the eager sizes stop growing there
+        assert any(r["status"] == "ok" and r["agents"] == 16 * 64 for r in compiled)
+        assert all(r["status"] != "ok" for r in compiled if r["agents"] > 16 * 64)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+@pytest.mark.parametrize("device", ["cuda", "nonsense"])
+def test_device_check_without_the_device_is_one_line_and_exit_2(device, capsys):
+    assert device_check.main(["--device", device]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("device_check: error:")
+
+
+def test_device_check_order_and_shapes():
+    shapes = device_check.env_shapes(1e8, small=False)
+    assert [b * n for b, n in shapes] == [10**5, 10**6, 10**7, 10**8] and all(n == 1000 for _, n in shapes)
+    assert [b * n for b, n in device_check.compiled_order(shapes)] == [10**7, 10**8, 10**6, 10**5]
+    assert device_check.is_oom(torch.OutOfMemoryError("x")) and device_check.is_oom(RuntimeError("CUDA out of memory"))
+    assert not device_check.is_oom(ValueError("out of memory"))
+
+
+# ---------------------------------------------------------------------------------------------- time_to_accuracy
+def test_time_to_accuracy_selects_the_shipped_configs():
+    runs, skipped = time_to_accuracy.select_configs("investment")
+    names = {Path(r["config"]).name for r in runs}
+    assert {"investment_linear_euler_identity.yaml", "investment_linear_euler_relu.yaml"} <= names
+    assert all("nonlinear" not in n and "td0" not in n for n in names)  # ν = 1.5; policy evaluation
+    reasons = {Path(s["config"]).name: s["reason"] for s in skipped if s.get("config")}
+    assert "nu" in reasons["investment_nonlinear_euler_relu.yaml"]
+    assert "policy evaluation" in reasons["investment_td0.yaml"]
+    ks_runs, ks_skipped = time_to_accuracy.select_configs("ks")
+    ks = {Path(r["config"]).name: r for r in ks_runs}
+    assert "ks_deepham_1fm.yaml" in ks and "ks_euler.yaml" in ks
+    assert ks["ks_classical_continuum.yaml"]["overrides"] == ["env.n_agents=50"]  # N only sizes the judge's panel
+    assert any(s.get("config", "").endswith("ks_classical.yaml") and "N = 10,000" in s["reason"] for s in ks_skipped)
+
+
+def test_time_to_accuracy_bars():
+    ref = {"euler_test_mean": 1e-3, "K_mean": 40.0, "wealth_gini": 0.25}
+    bar = time_to_accuracy.bar_of("ks", ref)
+    good = {"K_mean": 40.3, "K_reference": 40.0, "wealth_gini": 0.26, "wealth_gini_reference": 0.25,
+            "euler_test_mean": 1.9e-3}
+    assert time_to_accuracy.check_bar("ks", good, bar)["met"]
+    for key, value in (("K_mean", 40.5), ("wealth_gini", 0.28), ("euler_test_mean", 2.1e-3)):
+        verdict = time_to_accuracy.check_bar("ks", {**good, key: value}, bar)
+        assert not verdict["met"]
+    inv = time_to_accuracy.bar_of("investment", {})
+    assert time_to_accuracy.check_bar("investment", {"euler_test_mean": 9e-4}, inv)["met"]
+    assert not time_to_accuracy.check_bar("investment", {"euler_test_mean": 1.1e-3}, inv)["met"]
+    assert not time_to_accuracy.check_bar("investment", {"error": "InvalidPolicyOutput: nan"}, inv)["met"]
+    assert time_to_accuracy.plan_checkpoints([15, 30, 60], 45) == [15, 30, 45]
+    assert time_to_accuracy.plan_checkpoints([15, 30], 10) == []
+
+
+def test_time_to_accuracy_budget_below_the_first_checkpoint_is_not_reached(tmp_path):
+    result = time_to_accuracy.main(["--economies", "investment", "--configs", "configs/investment_ppo.yaml",
+                                    "--budget", "1", "--no-plot", "--out", str(tmp_path)])
+    (row,) = result["economies"]["investment"]["rows"]
+    assert row["points"] == [] and row["time_to_bar_s"] is None and row["final"] is None
+    assert row["not_reached"].startswith("not reached") and "first checkpoint" in row["not_reached"]
+    table = (tmp_path / "time_to_accuracy.md").read_text()
+    assert "| ppo | `investment_ppo.yaml` | not reached" in table
+
+
+def test_time_to_accuracy_scores_the_checkpoints(tmp_path):
+    result = time_to_accuracy.main(["--economies", "investment", "--configs",
+                                    "configs/investment_linear_euler_identity.yaml", "--budget", "3",
+                                    "--checkpoints", "0.3", "1", "--no-welfare", "--out", str(tmp_path)])
+    (row,) = result["economies"]["investment"]["rows"]
+    assert row["points"], row
+    for p in row["points"]:
+        assert p["judge_s"] > 0 and p["euler_test_kind"] == "relative_policy_error" and "met" in p["bar"]
+        assert p["checkpoint"] is None or p["time"] >= p["checkpoint"]
+    met = [p for p in row["points"] if p["bar"]["met"]]
+    assert row["time_to_bar_s"] == (met[0]["time"] if met else None)
+    saved = json.loads((tmp_path / "time_to_accuracy.json").read_text())
+    assert saved["economies"]["investment"]["bar"]["policy_error_max"] == 1e-3
+    assert (tmp_path / "time_to_accuracy_investment.png").stat().st_size > 0
+    assert time_to_accuracy.render(tmp_path / "time_to_accuracy.json", plots=False)
+    merged = time_to_accuracy.main(["--merge", str(tmp_path / "time_to_accuracy.json"),
+                                    str(tmp_path / "time_to_accuracy.json"), "--name", "merged", "--no-plot",
+                                    "--out", str(tmp_path)])
+    assert len(merged["economies"]["investment"]["rows"]) == 1 and (tmp_path / "merged.md").exists()
+
+
+def test_device_wheels_requirements_never_include_torch():
+    import device_wheels
+
+    Requirement, _ = device_wheels._packaging()
+    check = device_wheels.requirements()
+    assert {Requirement(line).name for line in check} == set(device_wheels.CHECK_NEEDS)
+    everything = device_wheels.requirements(all_runtime=True)
+    assert set(check) <= set(everything) and "torch" not in {Requirement(line).name for line in everything}
+    assert "torchrl" in {Requirement(line).name for line in everything}
+    assert device_wheels.EXCLUDE.match("nvidia-cublas-cu12") and device_wheels.EXCLUDE.match("triton")
+    assert not device_wheels.EXCLUDE.match("torchrl")
+    markers = device_wheels.closure_markers("3.12")
+    assert Requirement('orjson; python_version < "3.13"').marker.evaluate(markers)
+    assert not Requirement('colorama; platform_system == "Windows"').marker.evaluate(markers)

@@ -237,9 +237,15 @@ def _consumption_bias_gradient(competitive_clone, extra: dict, seed: int) -> flo
         v = classical.grid.panel(classical.value.table, state["k"], state["e"], K, state["z"])
         return v if index is None else v.gather(1, index)
 
-    solver.value = classical_value
-    pick = torch.randperm(starts.batch_size[0], generator=torch.Generator().manual_seed(seed))[:8]
-    objective = solver.objective(starts[pick].clone(), generator=economy.generator(100 + seed))
+    return output_bias_gradient(solver, classical_value, starts, count=8, seed=seed)
+
+
+def output_bias_gradient(solver: DeepHAMSolver, value, starts, *, count: int, seed: int) -> float:
+    """dJ/d(the actor's output bias) of ``solver``'s objective with ``value`` as the terminal value, over ``count``
+    start states picked from ``starts`` and shocks, both from ``seed`` (also used by the constrained-efficiency test)."""
+    solver.value = value
+    pick = torch.randperm(starts.batch_size[0], generator=torch.Generator().manual_seed(seed))[:count]
+    objective = solver.objective(starts[pick].clone(), generator=solver.economy.generator(100 + seed))
     (grad,) = torch.autograd.grad(objective, [solver.actor.output_layer.bias])
     return float(grad.sum())
 

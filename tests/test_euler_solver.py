@@ -86,6 +86,25 @@ def test_anchor_band_rescales_the_paths_capital_and_keeps_its_shape():
     assert torch.allclose(still.train_states["k"], torch.full_like(still.train_states["k"], k_ss))
 
 
+def test_spread_copies_disperse_wealth_keep_each_mean_and_are_not_continued():
+    economy = small_ks()
+    cfg = {"seed": 1, "train_trajectories": 8, "val_trajectories": 4, "horizon": 4}
+    plain = make_solver("euler", economy, cfg)
+    spread = make_solver("euler", economy, {**cfg, "spread_copies": 2, "spread_sigma": 1.0})
+    n = plain.train_states.batch_size[0]
+    assert spread.train_states.batch_size[0] == 3 * n and spread.val_states.batch_size[0] == plain.val_states.batch_size[0]
+    own, copies = spread.train_states[:n], spread.train_states[n:].reshape(2, n)
+    for copy in copies:
+        # same aggregate state (so the same prices), the same shocks, more dispersed wealth, above the borrowing limit
+        torch.testing.assert_close(copy["k"].mean(-1), own["k"].mean(-1), rtol=1e-5, atol=1e-5)
+        assert torch.equal(copy["e"], own["e"]) and torch.equal(copy["z"], own["z"])
+        assert float(copy["k"].std(-1).mean()) > 2 * float(own["k"].std(-1).mean())
+        assert float(copy["k"].min()) >= economy.borrowing_limit
+    # the continued paths are the policy's own: their ends are a state of the simulated paths, not of a copy
+    assert spread._ends["train"].batch_size[0] == cfg["train_trajectories"]
+    assert torch.equal(spread._ends["train"]["k"], own.reshape(8, 5)[:, -1]["k"])
+
+
 @pytest.mark.parametrize("band", [(0.0, 2.0), (2.0, 1.0), (0.5, float("inf"))])
 def test_bad_anchor_band(band):
     with pytest.raises(ConfigError, match="anchor_band"):

@@ -25,6 +25,7 @@ TINY = {
     "ppo": dict(num_envs=4, horizon=8, rollout_steps=4, epochs=1, minibatch=8),
     "ddpg": dict(num_envs=4, horizon=8, warmup=4, buffer_size=64, batch_size=8),
     "td3": dict(num_envs=4, horizon=8, warmup=4, buffer_size=64, batch_size=8),
+    "sac": dict(num_envs=4, horizon=8, warmup=1, buffer_size=64, batch_size=8),
     "ks_classical": dict(k_points=20, periods=60, burn_in=10, max_alm_iterations=2, policy_tol=1e-4),
     "aiyagari_stationary": dict(),
 }
@@ -68,5 +69,5 @@ def test_every_solver_trains_on_every_economy_it_supports(solver_name, env_id):
 def test_every_economy_has_a_supporting_solver_of_each_family():
     for env_id in ENV_IDS:
         economy = hetagents_env.make_economy(env_id, n_agents=4)
-        for name in ("euler", "deepham", "td0", "ppo", "ddpg", "td3"):
+        for name in ("euler", "deepham", "td0", "ppo", "ddpg", "td3", "sac"):
             assert agents.solvers.SOLVERS[name].supports(economy), (name, env_id)

@@ -8,13 +8,20 @@ reads it, and loading never runs code from the file)::
 Writes are atomic: the file is written to a temporary name in the same directory, flushed to disk, and moved into
 place with ``os.replace``, so a process killed at any moment leaves either the previous checkpoint or the new one,
 never a torn file. :class:`CheckpointDir` names them ``step_<step>.pt``, keeps the newest few, and finds the latest.
+
+Reading: a file that ``torch.load(weights_only=True)`` cannot read (damaged, truncated, not ours) or that was written
+for another run (``config``: the env/solver sections, seed and dtype it was written under) raises
+:class:`CheckpointError`, a one-line reason of our own. torch's message is never passed on: it suggests re-loading
+with ``weights_only=False``, which would run code from an untrusted file.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -22,10 +29,23 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["CheckpointDir", "atomic_save", "load_checkpoint", "rng_state", "set_rng_state", "to_device"]
+__all__ = [
+    "CheckpointDir", "CheckpointError", "atomic_save", "check_run", "differing_keys", "load_checkpoint", "reason_of",
+    "rng_state", "set_rng_state", "to_device",
+]
 
 FORMAT = 1
 _NAME = re.compile(r"^step_(\d+)\.pt$")
+#: what a checkpoint of a run holds besides the format (see the module docstring)
+_PARTS = ("step", "solver", "rng")
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint: ``path`` and a one-line ``reason``."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path} is not a valid checkpoint of this run: {reason}")
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
@@ -54,11 +74,53 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint with ``weights_only=True`` (tensors and plain containers only), on the CPU."""
-    data = torch.load(path, map_location="cpu", weights_only=True)
+    """Read a checkpoint with ``weights_only=True`` (tensors and plain containers only), on the CPU;
+    :class:`CheckpointError` if it cannot be read or is not a hetagents checkpoint."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # damage shows as UnpicklingError, RuntimeError (zip), EOFError, KeyError, ...
+        raise CheckpointError(path, f"damaged or unreadable ({reason_of(err)})") from None
     if not isinstance(data, Mapping) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} is not a hetagents checkpoint (format {FORMAT})")
+        raise CheckpointError(path, f"not a hetagents checkpoint (format {FORMAT})")
     return dict(data)
+
+
+def check_run(data: Mapping[str, Any], path: str | os.PathLike, config: Mapping[str, Any]) -> None:
+    """:class:`CheckpointError` unless ``data`` is a complete checkpoint written under ``config`` (checkpoints that
+    predate the stored config are checked for completeness only)."""
+    missing = [part for part in _PARTS if part not in data]
+    if missing:
+        raise CheckpointError(path, f"incomplete (no {', '.join(missing)})")
+    if not isinstance(data["step"], int) or not isinstance(data["solver"], Mapping):
+        raise CheckpointError(path, "malformed (step or solver state of the wrong type)")
+    saved = data.get("config")
+    if saved is not None:
+        keys = differing_keys(saved, config)
+        if keys:
+            raise CheckpointError(path, f"written for another config (differs in {', '.join(keys)})")
+
+
+def differing_keys(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted keys where two plain structures differ (ints and floats compare by value)."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        keys = list(a) + [k for k in b if k not in a]
+        return [d for k in keys for d in differing_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))]
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+        same = float(a) == float(b) or math.isnan(a) and math.isnan(b)
+        return [] if same else [prefix]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        same = len(a) == len(b) and not any(differing_keys(x, y) for x, y in zip(a, b))
+        return [] if same else [prefix]
+    return [] if a == b else [prefix]
+
+
+def reason_of(err: Exception) -> str:
+    """The exception's type and first sentence, unless that is torch's advice about ``weights_only`` (never shown)."""
+    text = (str(err).strip().splitlines() or [""])[0].split(". ")[0]
+    if not text or "weights" in text.lower() or len(text) > 160:
+        return type(err).__name__
+    return f"{type(err).__name__}: {text}"
 
 
 # ---------------------------------------------------------------------------------------------- RNG states
@@ -98,6 +160,11 @@ def to_device(value: Any, device: torch.device) -> Any:
     ``torch.Generator.set_state`` wants on the CPU."""
     if isinstance(value, torch.Tensor):
         return value if value.dtype == torch.uint8 else value.to(device)
+    if isinstance(value, OrderedDict):  # kept with its _metadata (TensorDict.state_dict stores batch sizes there)
+        out = OrderedDict((k, to_device(v, device)) for k, v in value.items())
+        if hasattr(value, "_metadata"):
+            out._metadata = value._metadata
+        return out
     if isinstance(value, Mapping):
         return {k: to_device(v, device) for k, v in value.items()}
     if isinstance(value, list):
@@ -125,6 +192,13 @@ class CheckpointDir:
     def latest(self) -> Path | None:
         files = self.files()
         return files[-1][1] if files else None
+
+    def set_aside(self, path: Path) -> Path:
+        """Rename an unusable checkpoint to ``<name>.unusable`` (kept for inspection, no longer listed or pruned as
+        a checkpoint)."""
+        target = path.with_name(path.name + ".unusable")
+        os.replace(path, target)
+        return target
 
     def save(self, step: int, payload: Mapping[str, Any]) -> Path:
         path = atomic_save({"format": FORMAT, "step": int(step), **payload}, self.path / f"step_{int(step):08d}.pt")

@@ -226,7 +226,9 @@ class Experiment:
 
     @property
     def dtype(self) -> torch.dtype:
-        return {"float32": torch.float32, "float64": torch.float64}[self.run.dtype.value]
+        from agents.solvers.base import torch_dtype
+
+        return torch_dtype(self.run.dtype.value)
 
     @property
     def device(self) -> torch.device:
@@ -449,9 +451,15 @@ def _bad_key(cls, mapping: Mapping[str, Any], base) -> str | None:
                        if isinstance(a, type) and issubclass(a, Config)), None)
         if nested is not None and isinstance(value, Mapping):
             current = getattr(base, key)
-            sub = _bad_key(nested, value, current if isinstance(current, nested) else nested())
-            if sub is not None:
-                return f"{key}.{sub}"
+            current = current if isinstance(current, nested) else nested()
+            try:  # a nested section that builds whole is not the culprit (its keys alone may clash with defaults)
+                nested.build(value, base=current)
+            except ConfigError:
+                sub = _bad_key(nested, value, current)
+                if sub is not None:
+                    return f"{key}.{sub}"
+                return str(key)
+            continue
         try:
             cls.build({key: value}, base=base)
         except ConfigError:

@@ -5,6 +5,13 @@ set, else ``online`` when a W&B account is configured (``WANDB_API_KEY`` or a ``
 ``offline`` otherwise. ``online`` without an account falls back to ``offline``. An offline run is written under
 ``<run dir>/wandb/offline-run-*`` and uploaded later with ``wandb sync <that dir>``.
 
+Resumed runs (``run_id`` given) continue the same W&B run: the same id with ``resume="allow"``, and the solver's step
+as W&B's step, so the step axis goes on from the checkpoint. Online, that is one run on the server; W&B drops the
+records a resumed run logs at steps it already holds (the replayed steps between the checkpoint and the interruption,
+which a deterministic run logs again with the same values). Offline, W&B (0.31) writes one directory per session,
+``offline-run-<start time>-<id>``, all with the same id, the later ones marked as resuming; ``wandb sync`` given
+them all uploads them in start-time order as that one run, and :meth:`WandbRun.finish`'s hint names them all.
+
 Secrets: the W&B config is the experiment's resolved YAML config (no environment variables), and the run is started
 with W&B's metadata, git, code, requirements and system-statistics collection off, so neither the API key nor any
 environment variable is written into the run directory. W&B is imported only when a run is not disabled.
@@ -16,6 +23,7 @@ import json
 import math
 import netrc
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -168,6 +176,17 @@ class WandbRun:
         """The W&B run's own directory (``.../wandb/offline-run-*``)."""
         return None if self.run is None else Path(self.run.dir).parent
 
+    def session_dirs(self, run_id: str | None = None) -> list[Path]:
+        """Every directory W&B wrote for the run ``run_id`` (default: this one) under ``<directory>/wandb``, one per
+        session of a resumed run, oldest first (their names start with the start time)."""
+        run_id = run_id or self.id
+        if not run_id:
+            return []
+        # W&B appends "-1", "-2", ... when two sessions start within the same second
+        name = re.compile(rf"^(offline-)?run-\d{{8}}_\d{{6}}-{re.escape(run_id)}(-\d+)?$")
+        found = (p for p in (self.directory / "wandb").glob(f"*run-*-{run_id}*") if name.match(p.name))
+        return sorted((p for p in found if p.is_dir() and not p.is_symlink()), key=lambda p: p.name.split("run-", 1)[1])
+
     def log(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         if self.run is not None:
             self.run.log(dict(metrics), step=step)
@@ -188,12 +207,21 @@ class WandbRun:
             self.run.summary.update(dict(values))
 
     def finish(self, exit_code: int = 0) -> str | None:
-        """Close the run; returns a hint on how to upload an offline run (None otherwise)."""
+        """Close the run; returns a hint on how to upload an offline run (None otherwise), which names every
+        session's directory of a resumed run (``offline_dirs``)."""
         if self.run is None:
             return None
-        run_dir = self.run_dir
+        run_id = self.id
         self.run.finish(exit_code=exit_code)
         self.run = None
-        if self.mode == "offline" and run_dir is not None:
-            return f"W&B offline run: {run_dir}  (upload it with: wandb sync {run_dir})"
-        return None
+        if self.mode != "offline":
+            return None
+        self.offline_dirs = [p for p in self.session_dirs(run_id) if p.name.startswith("offline-run-")]
+        dirs = " ".join(str(p) for p in self.offline_dirs)
+        if len(self.offline_dirs) > 1:
+            return (f"W&B offline run {run_id}, {len(self.offline_dirs)} sessions: {dirs}  (upload them as one run "
+                    f"with: wandb sync {dirs})")
+        return f"W&B offline run: {dirs}  (upload it with: wandb sync {dirs})"
+
+    offline_dirs: list[Path] = []
+    """after :meth:`finish` of an offline run: its directories, one per session, oldest first"""

@@ -12,7 +12,11 @@ Per run (:func:`run_figures`):
 * ``learning_curves.png`` — the solver's loss-like metrics over training steps.
 
 For comparisons (:mod:`train.compare`): :func:`overlay_euler_residuals`, :func:`overlay_learning_curves`,
-:func:`overlay_paths`.
+:func:`overlay_paths`. Against an economy's reference (``benchmarks/solver_comparison.py``, from
+:func:`agents.reference_judge.comparison_samples`): :func:`stationary_distribution_figure` (each solver's stationary
+distribution of w over the reference's), :func:`euler_error_distribution_figure` (log10 unit-free errors on the
+common test states), :func:`common_shock_paths_figure` (aggregate K of every solver and the reference on the same
+shocks).
 """
 
 from __future__ import annotations
@@ -31,6 +35,8 @@ from torch import nn
 __all__ = [
     "aggregate_paths_figure",
     "capital_key",
+    "common_shock_paths_figure",
+    "euler_error_distribution_figure",
     "euler_residuals_figure",
     "learning_curves_figure",
     "loss_keys",
@@ -41,6 +47,7 @@ __all__ = [
     "phi_basis_figure",
     "policy_vs_lq_figure",
     "run_figures",
+    "stationary_distribution_figure",
     "test_paths",
     "wealth_distribution_figure",
 ]
@@ -218,11 +225,10 @@ def wealth_distribution_figure(paths, economy, path: str | os.PathLike) -> Path 
 
 
 def _gini(x: np.ndarray) -> float:
-    x = np.sort(np.clip(x, 0.0, None))
-    n, total = len(x), x.sum()
-    if n == 0 or total <= 0:
-        return float("nan")
-    return float((2 * np.arange(1, n + 1) - n - 1).dot(x) / (n * total))
+    from agents.reference_metrics import gini
+
+    x = np.clip(np.asarray(x, dtype=np.float64), 0.0, None)
+    return gini(x) if x.size and x.sum() > 0 else float("nan")
 
 
 def learning_curves_figure(history: Sequence[Mapping[str, Any]], path: str | os.PathLike,
@@ -375,3 +381,121 @@ def overlay_paths(series: Mapping[str, np.ndarray], path: str | os.PathLike, yla
     ax.legend(frameon=False, fontsize=8)
     return _save(fig, path)
 
+
+# ---------------------------------------------------------------------------------------------- against a reference
+REFERENCE_STYLE = dict(color="0.2", lw=2.2)
+#: error values at or below this count as exactly zero (an agent at its borrowing limit whose Euler inequality holds)
+ZERO_ERROR = 1e-16
+
+
+def _grid(n: int, width: float = 3.4, height: float = 2.8, max_cols: int = 3) -> tuple[int, int, tuple[float, float]]:
+    cols = min(max(n, 1), max_cols)
+    rows = -(-max(n, 1) // cols)
+    return rows, cols, (width * cols, height * rows)
+
+
+def stationary_distribution_figure(
+    samples: Mapping[str, np.ndarray], reference: np.ndarray, path: str | os.PathLike, *, key: str = "k",
+    agent_name: str = "household", reference_label: str = "reference", title: str | None = None,
+    bins: int = 60,
+) -> Path:
+    """Each solver's stationary distribution of the endogenous state w (pooled sample) overlaid on the
+    reference's: small multiples, one panel per solver, density on common bins from min(0, w) to the 99.5th
+    percentile of all samples; mean and Gini of both in each panel's legend."""
+    ref = np.asarray(reference, dtype=float).ravel()
+    arrays = {label: np.asarray(v, dtype=float).ravel() for label, v in samples.items() if v is not None}
+    pooled = np.concatenate([ref, *arrays.values()])
+    lo = min(0.0, float(np.quantile(pooled, 0.001)))
+    hi = float(np.quantile(pooled, 0.995))
+    edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+    rows, cols, size = _grid(len(arrays))
+    fig = Figure(figsize=size, layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True)).ravel()
+    for i, (ax, (label, w)) in enumerate(zip(axes, arrays.items())):
+        ax.hist(np.clip(ref, lo, hi), bins=edges, density=True, color="0.78")
+        ax.hist(np.clip(w, lo, hi), bins=edges, density=True, histtype="step", lw=1.8, color=f"C{i % 10}")
+        ax.set_xlim(edges[0], edges[-1])
+        ax.set_title(f"{label}: mean {w.mean():.3g}, Gini {_gini(w):.3f}", fontsize=9)
+        if i + cols >= len(arrays):  # the lowest panel of its column
+            ax.set_xlabel(f"individual {key} (last bin: ≥ {hi:.3g})")
+        if i % cols == 0:
+            ax.set_ylabel("density")
+    for ax in axes[len(arrays):]:
+        ax.set_visible(False)
+    fig.suptitle(title or f"stationary distribution of {key} across {agent_name}s: each solver (line) against the "
+                 f"{reference_label} (grey: mean {ref.mean():.3g}, Gini {_gini(ref):.3f})", fontsize=10)
+    return _save(fig, path)
+
+
+def euler_error_distribution_figure(
+    errors: Mapping[str, np.ndarray | None], path: str | os.PathLike, *, reference: np.ndarray | None = None,
+    reference_label: str = "reference", kind: str = "relative_euler", title: str | None = None, bins: int = 50,
+) -> Path | None:
+    """Distribution of log10 unit-free errors (every household at every common test state), one step histogram
+    per solver overlaid on the reference's (grey), the mean of log10 of each marked on top. Errors that are
+    exactly zero (a household at its borrowing limit whose Euler inequality holds) cannot go on a log scale:
+    their share is given in the legend. None when there is nothing to draw."""
+    series = [(label, np.asarray(e, dtype=float).ravel(), False) for label, e in errors.items() if e is not None]
+    if reference is not None and np.any(np.asarray(reference) > ZERO_ERROR):  # an exact reference has no error
+        series.insert(0, (reference_label, np.asarray(reference, dtype=float).ravel(), True))
+    if not any(np.any(e > ZERO_ERROR) for _, e, _ in series):
+        return None
+    pooled = np.concatenate([np.log10(e[e > ZERO_ERROR]) for _, e, _ in series])
+    edges = np.linspace(np.floor(pooled.min() * 2) / 2, np.ceil(pooled.max() * 2) / 2 + 1e-9, bins + 1)
+    fig = Figure(figsize=(7.4, 4.2), layout="constrained")
+    ax = fig.subplots()
+    name = "|1 − c/c_EE|" if kind == "relative_euler" else "|u − u_ref| / |u_ref|"
+    i = 0
+    for label, e, is_reference in series:
+        v = np.log10(e[e > ZERO_ERROR])
+        zero = 1.0 - v.size / max(e.size, 1)
+        mean_log = float(np.log10(np.maximum(e, ZERO_ERROR)).mean()) if e.size else float("nan")
+        text = f"{label}: mean {e.mean():.2e}" + (f", {100 * zero:.1f} % exactly 0" if zero > 0 else "")
+        weights = np.full(v.size, 1.0 / max(e.size, 1))
+        if is_reference:
+            ax.hist(v, bins=edges, weights=weights, color="0.75", label=text)
+            colour = "0.35"
+        else:
+            colour, i = f"C{i % 10}", i + 1
+            ax.hist(v, bins=edges, weights=weights, histtype="step", lw=1.7, color=colour, label=text)
+        ax.axvline(mean_log, color=colour, lw=0.9, ls="--")
+    ax.set(xlabel=f"log10 {name}  (dashed: mean of log10)", ylabel="share of households × test states",
+           title=title or "unit-free errors on the common test states (drawn from the reference's ergodic set)")
+    ax.legend(frameon=False, fontsize=8)
+    return _save(fig, path)
+
+
+def common_shock_paths_figure(
+    paths: Mapping[str, np.ndarray], path: str | os.PathLike, *, reference: np.ndarray | None = None,
+    reference_label: str = "reference", aggregate_state: np.ndarray | None = None, aggregate_state_key: str = "z",
+    ylabel: str = "K", title: str | None = None, economy_index: int = 0,
+) -> Path:
+    """Aggregate K of economy ``economy_index`` over t for every solver (and the reference, thick grey) on the
+    same shocks from the same start (left), and its deviation from the reference in % (right). Periods in which
+    the discrete aggregate state ``aggregate_state`` (the same for every solver) is at its lowest value are
+    shaded."""
+    fig = Figure(figsize=(11, 3.9), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2, sharex=True)
+    ref = None if reference is None else np.asarray(reference, dtype=float)[economy_index]
+    t = np.arange(len(ref) if ref is not None else len(next(iter(paths.values()))[economy_index]))
+    if aggregate_state is not None:
+        z = np.asarray(aggregate_state)[economy_index]
+        low = z == z.min()
+        if 0 < low.sum() < z.size:
+            for a in (ax, ax2):
+                a.fill_between(t, 0, 1, where=low, transform=a.get_xaxis_transform(), color="0.92", step="mid",
+                               label=f"shaded: {aggregate_state_key} = {z.min():g}" if a is ax else None, lw=0)
+    if ref is not None:
+        ax.plot(t, ref, label=reference_label, **REFERENCE_STYLE)
+        ax2.axhline(0.0, **REFERENCE_STYLE)
+    for i, (label, k) in enumerate(paths.items()):
+        k = np.asarray(k, dtype=float)[economy_index]
+        ax.plot(t, k, lw=1.2, color=f"C{i}", label=label)
+        if ref is not None:
+            ax2.plot(t, 100.0 * (k / ref - 1.0), lw=1.2, color=f"C{i}")
+    ax.set(xlabel="t (periods)", ylabel=ylabel, title="level")
+    ax2.set(xlabel="t (periods)", ylabel=f"{ylabel} − reference (% of reference)", title="against the reference")
+    handles, labels = ax.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 7), frameon=False, fontsize=8)
+    fig.suptitle(title or f"{ylabel} on common shocks: same start, same aggregate and idiosyncratic draws")
+    return _save(fig, path)

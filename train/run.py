@@ -10,9 +10,13 @@ The run directory (``<run.output_dir>/<run.name or config-name-timestamp>``)::
     summary.json         status, exit code, reason, steps, wall time, final metrics, the judge's headline numbers
     wandb/               the W&B run (offline runs: upload with `wandb sync`)
 
-Exit codes: 0 ok; 1 unexpected error; 2 bad config; 3 NaN/inf loss or parameters (the last good checkpoint is
-kept); 4 not converged within the steps/budget (``run.require_convergence``; everything is still written);
-130 interrupted.
+Exit codes: 0 ok; 1 unexpected error; 2 bad config, or a ``--resume`` that cannot continue (another config, no
+intact checkpoint); 3 NaN/inf loss or parameters (the last good checkpoint is kept); 4 not converged within the
+steps/budget (``run.require_convergence``; everything is still written); 130 interrupted.
+
+``--resume`` continues from the newest checkpoint that loads and was written for this config; newer files that do
+not (damaged, truncated, another run's) are named in a one-line warning each on stderr, renamed to
+``<name>.unusable`` and listed in summary.json (``skipped_checkpoints``). None usable: exit 2 listing every file tried.
 
 Under ``torchrun`` (``WORLD_SIZE`` > 1; see :mod:`agents.distributed`) the run is data-parallel: every process
 trains (its own simulated economies, gradients averaged by DistributedDataParallel, the same stopping decisions);
@@ -39,7 +43,10 @@ import numpy as np
 import torch
 import yaml
 
-from .checkpoint import CheckpointDir, load_checkpoint, rng_state, set_rng_state, to_device
+from .checkpoint import (
+    CheckpointDir, CheckpointError, check_run, differing_keys, load_checkpoint, reason_of, rng_state, set_rng_state,
+    to_device,
+)
 from .config import ConfigFileError, Experiment
 from .logger import MetricsFile, WandbRun, jsonable, resolve_mode
 
@@ -120,19 +127,6 @@ def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
             _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
     else:
         out[prefix] = value
-
-
-def _diff(a: Any, b: Any, prefix: str = "") -> str | None:
-    """The first dotted key where two plain structures differ."""
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        for k in list(a) + [k for k in b if k not in a]:
-            d = _diff(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
-            if d is not None:
-                return d
-        return None
-    if isinstance(a, float) and isinstance(b, (int, float)) or isinstance(b, float) and isinstance(a, (int, float)):
-        return None if float(a) == float(b) else prefix
-    return None if a == b else prefix
 
 
 def _select(data: Mapping[str, Any], dotted: str) -> Any:
@@ -327,17 +321,50 @@ def make_run_dir(exp: Experiment) -> Path:
 
 
 def check_resumable(exp: Experiment, run_dir: Path) -> None:
-    """The config must agree with the saved one on what defines the checkpoint (env, solver, seed, dtype)."""
+    """The config must agree with the saved one on what defines the checkpoint (env, solver, seed, dtype); every
+    differing key is named."""
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         raise ConfigFileError(str(run_dir), None, "not a run directory (no config.yaml)")
     saved = yaml.safe_load(saved_path.read_text())
     now = exp.to_dict()
-    for key in RESUME_FIXED:
-        where = _diff(_select(saved, key), _select(now, key), key)
-        if where is not None:
-            raise ConfigFileError(exp.path, where, f"differs from the run being resumed ({saved_path}: "
-                                                   f"{_select(saved, where)!r}, now {_select(now, where)!r})")
+    keys = [k for key in RESUME_FIXED for k in differing_keys(_select(saved, key), _select(now, key), key)]
+    if keys:
+        changes = "; ".join(f"{k}: {_select(saved, k)!r}, now {_select(now, k)!r}" for k in keys)
+        raise ConfigFileError(exp.path, ", ".join(keys), f"differ{'s' if len(keys) == 1 else ''} from the run being "
+                                                          f"resumed ({saved_path}: {changes})")
+
+
+def run_identity(resolved: Mapping[str, Any]) -> dict[str, Any]:
+    """What a checkpoint must have been written under to continue this run: the values of :data:`RESUME_FIXED`."""
+    return {key: _select(resolved, key) for key in RESUME_FIXED}
+
+
+def _restore(exp: Experiment, ckpts: CheckpointDir, identity: Mapping[str, Any]):
+    """(solver, checkpoint data, path, skipped): the solver restored from the newest usable checkpoint, or fresh with
+    (None, None) when the run has none yet. ``skipped``: the :class:`CheckpointError` of each newer unusable file.
+    Every file unusable: :class:`ConfigFileError` listing them (nothing was written)."""
+    solver, skipped = _make_solver(exp), []
+    for _, path in reversed(ckpts.files()):
+        try:
+            data = load_checkpoint(path)
+            check_run(data, path, identity)
+        except CheckpointError as err:
+            skipped.append(err)
+            continue
+        try:
+            solver.load_state_dict(to_device(data["solver"], solver.economy.device))
+            set_rng_state(data["rng"])
+        except Exception as err:  # written by another version of the solver; it may be half loaded: start afresh
+            skipped.append(CheckpointError(path, f"does not fit the solver ({reason_of(err)})"))
+            solver = _make_solver(exp)
+            continue
+        return solver, data, path, skipped
+    if skipped:
+        tried = "; ".join(f"{err.path.name}: {err.reason}" for err in skipped)
+        raise ConfigFileError(str(ckpts.path), None, f"no intact checkpoint to resume from (tried {tried}); move "
+                                                     "them away to restart this run from step 0, or start a new run")
+    return solver, None, None, skipped
 
 
 # ---------------------------------------------------------------------------------------------- the run
@@ -451,31 +478,31 @@ def _run_main(
         run_dir = make_run_dir(exp)
     say = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
     resolved = exp.to_dict()
-    _write_text(run_dir / "config.yaml", exp.to_yaml())
+    identity = run_identity(resolved)
     figures = exp.logger.figures if figures is None else figures
-
-    solver = _make_solver(exp)
-    economy = solver.economy
-    world = distributed.world_size()
-    if world > 1:
-        batch = getattr(solver.config, "batch_size", None)
-        say(f"distributed: {world} processes ({distributed.dist.get_backend()}), each simulating its own economies"
-            + (f"; global batch = {world} × {batch} = {world * batch}" if batch else ""))
     ckpts = CheckpointDir(run_dir / "checkpoints", keep=exp.run.keep_checkpoints)
     metrics_file = MetricsFile(run_dir / "metrics.jsonl")
-    start_step, last_good = 0, None
-    if resume is not None:
-        last_good = ckpts.latest()
+    start_step, last_good, skipped = 0, None, []
+    if resume is not None:  # before anything is written: a run without a usable checkpoint stays as it was
+        solver, data, last_good, skipped = _restore(exp, ckpts, identity)
+        for err in skipped:
+            aside = ckpts.set_aside(err.path)
+            print(f"warning: {err}; renamed to {aside.name}", file=sys.stderr, flush=True)
         if last_good is not None:
-            data = load_checkpoint(last_good)
-            solver.load_state_dict(to_device(data["solver"], economy.device))
-            set_rng_state(data["rng"])
             start_step = int(data["step"])
             metrics_file.truncate_after(start_step)
             say(f"resuming {run_dir} from {last_good.name} (step {start_step})")
         else:
             metrics_file.path.unlink(missing_ok=True)
             say(f"resuming {run_dir}: no checkpoint yet, starting from step 0")
+    else:
+        solver = _make_solver(exp)
+    _write_text(run_dir / "config.yaml", exp.to_yaml())
+    world = distributed.world_size()
+    if world > 1:
+        batch = getattr(solver.config, "batch_size", None)
+        say(f"distributed: {world} processes ({distributed.dist.get_backend()}), each simulating its own economies"
+            + (f"; global batch = {world} × {batch} = {world * batch}" if batch else ""))
     say(f"run directory: {run_dir}")
 
     wandb_id_file = run_dir / "wandb_run_id"
@@ -497,7 +524,7 @@ def _run_main(
     train_start = time.perf_counter()
 
     def save_checkpoint(step: int) -> Path:
-        payload = {"solver": solver.state_dict(), "rng": rng_state(),
+        payload = {"solver": solver.state_dict(), "rng": rng_state(), "config": identity,
                    "trainer": {"step": step, "wall_time": solver.wall_time}}
         return ckpts.save(step, payload)
 
@@ -618,11 +645,14 @@ def _run_main(
             "judge": judge_scalars(result), "checkpoint": str(checkpoint),
             "figures": {k: str(v) for k, v in fig_paths.items()}, "wandb_mode": wandb.mode, "world_size": world,
         }
+        if resume is not None:
+            summary["resumed_from"] = str(last_good) if last_good else None
+            summary["skipped_checkpoints"] = [f"{err.path.name}: {err.reason}" for err in skipped]
         wandb.summary({**{f"final/{k}": v for k, v in jsonable(final).items()},
                        **{f"judge/{k}": v for k, v in judge_scalars(result).items()}, "status": status})
         hint = wandb.finish(exit_code=code)
         if hint:
-            summary["wandb_offline_dir"] = str(wandb.run_dir) if wandb.run_dir else None
+            summary["wandb_offline_dirs"] = [str(d) for d in wandb.offline_dirs]
             say(hint)
         _write_json(run_dir / "summary.json", summary)
         return RunResult(run_dir, status, code, message, solver=solver, result=result, history=list(solver.history),

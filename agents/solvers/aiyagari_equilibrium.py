@@ -64,6 +64,8 @@ from scipy.sparse.linalg import splu, spsolve
 
 from hetagents_env.economies.markov import stationary_distribution
 
+from ..reference_metrics import gini  # the one Gini (weighted: of the histogram); re-exported for the benchmarks
+
 __all__ = ["AiyagariModel", "GridSpec", "StationaryEquilibrium", "calibrate_beta", "gini", "solve_equilibrium",
            "solve_household", "value_function"]
 
@@ -233,16 +235,6 @@ def invariant_mass(savings: np.ndarray, grid: np.ndarray, P: np.ndarray) -> np.n
 
 
 # ---------------------------------------------------------------------------------------------- statistics
-def gini(values: np.ndarray, weights: np.ndarray) -> float:
-    """Gini of a discrete distribution (atoms ``values`` with ``weights``): 1 − Σ m_i (L_{i−1} + L_i), exact."""
-    v, m = np.asarray(values, float).ravel(), np.asarray(weights, float).ravel()
-    order = np.argsort(v, kind="stable")
-    v, m = v[order], m[order] / m.sum()
-    wealth = np.cumsum(m * v)
-    L = wealth / wealth[-1]
-    return float(1.0 - np.sum(m * (L + np.concatenate([[0.0], L[:-1]]))))
-
-
 def lorenz(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Population shares and cumulative value shares (both from 0) of a discrete distribution."""
     v, m = np.asarray(values, float).ravel(), np.asarray(weights, float).ravel()

@@ -244,7 +244,9 @@ class AiyagariStationarySolver(Solver):
         sd = super().state_dict()
         sd["statistics"] = self.statistics
         if self.distribution is not None:
-            sd["distribution"] = {"grid": self.distribution.grid.copy(), "mass": self.distribution.mass.copy()}
+            # tensors, not numpy arrays: a checkpoint must load with torch.load(weights_only=True)
+            sd["distribution"] = {"grid": torch.as_tensor(self.distribution.grid).clone(),
+                                  "mass": torch.as_tensor(self.distribution.mass).clone()}
         return sd
 
     def load_state_dict(self, state_dict) -> None:
@@ -260,4 +262,11 @@ class AiyagariStationarySolver(Solver):
         self.statistics = dict(state_dict.get("statistics", {}))
         dist = state_dict.get("distribution")
         self.distribution = None if dist is None else StationaryDistribution(
-            np.asarray(dist["grid"]), np.asarray(dist["mass"]), self.model.productivity)
+            _numpy(dist["grid"]), _numpy(dist["mass"]), self.model.productivity)
+
+
+def _numpy(value) -> np.ndarray:
+    """A checkpoint's array (a tensor; an ndarray from an in-memory state dict) as a float64 numpy array."""
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value, dtype=np.float64)

@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 import torch
@@ -81,9 +81,8 @@ from hetagents_env.economies.core import Economy, Policy
 from .. import distributed
 from ..config import Config, ConfigError, interval
 from ..networks import DeepSets, DeepSetsConfig, Features, default_features, make_actor, stack_entries
-from .base import Callback, Progress, Solver, check_budget, register_solver
+from .base import Callback, Progress, Solver, check_budget, register_solver, torch_dtype
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 __all__ = [
     "DeepHAMConfig",
@@ -416,10 +415,12 @@ def fit_ensemble(
     config: ValueConfig,
     generator: torch.Generator | None = None,
     optimizer: torch.optim.Optimizer | None = None,
+    out_of_time: Callable[[], bool] | None = None,
 ) -> dict[str, float]:
     """Regress every member on ``targets`` (S, N) at ``states`` [S] (MSE on standardised targets, Adam).
 
     The target statistics are reset first (outputs preserved, :meth:`ValueEnsemble.set_target_stats`).
+    ``out_of_time`` (checked after every epoch): stop early once it is true (a training budget ran out).
     Returns the final training MSE (in target units²) and the R² of the ensemble."""
     value.set_target_stats(float(targets.mean()), float(targets.std()))
     y = (targets.to(value.dtype) - value.target_mean) / value.target_std
@@ -444,6 +445,8 @@ def fit_ensemble(
             step += 1
             if step >= total:
                 break
+        if out_of_time is not None and step < total and out_of_time():
+            break
     value.requires_grad_(False)
     with torch.no_grad():
         pred = torch.cat([value(states[i : i + 4096]) for i in range(0, s, 4096)])
@@ -556,8 +559,14 @@ class DeepHAMConfig(Config):
     val_economies: int = dataclasses.field(default=384, metadata=interval(1))
 
     def _validate(self) -> None:
-        if self.mode == "planner" and (self.price_taker or self.learners != "one"):
-            raise ConfigError("DeepHAMConfig: price_taker and learners apply to mode = 'game' only")
+        if self.mode == "planner":
+            bad = [f"{key} = {value!r}" for key, value, default in
+                   (("price_taker", self.price_taker, False), ("learners", self.learners, "one")) if value != default]
+            if bad:
+                raise ConfigError(
+                    f"DeepHAMConfig: mode = 'planner' conflicts with {' and '.join(bad)}: price_taker and learners "
+                    "apply to mode = 'game' only (the planner differentiates every household's action and internalises "
+                    "the price effects); drop them or use mode = 'game'")
         if self.learners == "all" and not self.price_taker:
             raise ConfigError(
                 "DeepHAMConfig.learners = 'all' needs price_taker = true: without it each learner's own effect on "
@@ -608,7 +617,7 @@ class DeepHAMSolver(Solver):
         self._start_clock()
         cfg = self.config
         if cfg.dtype != "economy":
-            economy = economy.with_dtype(_DTYPES[cfg.dtype])
+            economy = economy.with_dtype(torch_dtype(cfg.dtype))
         self.sim = economy  # the economy the solver simulates (the user's, or a copy in the requested dtype)
         if cfg.price_taker and not economy.provides("price_taking_transition"):
             raise ConfigError(f"price_taker = true needs an economy with a price-taking transition; "
@@ -719,7 +728,8 @@ class DeepHAMSolver(Solver):
         if distributed.is_main():
             start = self._draw_starts(cfg.economies, fresh=True)
             states, targets = value_dataset(self.sim, self._no_grad_policy, start, cfg, self.rng)
-            metrics = fit_ensemble(self.value, states, targets, cfg, self.rng, self.value_optimizer)
+            metrics = fit_ensemble(self.value, states, targets, cfg, self.rng, self.value_optimizer,
+                                   out_of_time=self._out_of_time)
             metrics["value_samples"] = int(targets.numel())
         if distributed.is_distributed():
             distributed.broadcast_module_state(self.value)
@@ -809,6 +819,8 @@ class DeepHAMSolver(Solver):
         loss_of = self._loss_function()
         self._start_clock()
         deadline = None if budget is None else self._elapsed() + budget
+        # a budget also cuts a value regression short (the first fit alone takes minutes at the published size)
+        self._out_of_time = None if deadline is None else (lambda: self._elapsed() >= deadline)
         try:
             if self.value_fits == 0:
                 self.fit_value()
@@ -843,10 +855,12 @@ class DeepHAMSolver(Solver):
                 self.metrics = self._metrics(objective)
         finally:
             self._stop_clock()
+            self._out_of_time = None
         self.metrics["wall_time"] = self.wall_time
         return self.metrics
 
     _last_fit_step = -1
+    _out_of_time: Callable[[], bool] | None = None
 
     def _loss_function(self):
         """start states -> −mean J (data-parallel under torchrun: the whole unroll is one DDP forward of the actor)."""

@@ -47,6 +47,13 @@ branch cannot hold (at K ≫ k_ss the returns it needs do not exist) and the sta
 ran then keeps an ergodic K of 38.8–39.7 (classical solution 39.1). ``anchor_fraction`` rescales only a share of
 the paths, so that the rest approach the ergodic cross-section.
 
+Spreading (Krusell–Smith). Continued paths hold few rich households, and a policy that lets the rich save too
+little confirms itself: its own ergodic set has even fewer of them, and there its residual is small (wealth Gini
+0.13 against the reference's 0.25). ``spread_copies`` adds copies of the training states whose wealth is dispersed
+household by household (a mean-one log-normal factor, the cross-sectional mean and so the prices kept), so that the
+residual is also minimised where the rich are. The copies are trained on, never continued: the simulated paths stay
+the policy's own.
+
 Shapes: a state set is a flat TensorDict, batch ``[S]``; residuals are (S, N).
 """
 
@@ -107,6 +114,12 @@ class EulerConfig(Config):
     aggregate capital in the data; see "Anchoring" in the module docstring (Krusell–Smith default: (0.3, 3.0))"""
     anchor_fraction: float = dataclasses.field(default=1.0, metadata=interval(0.0, 1.0))
     """share of the paths that are rescaled by ``anchor_band`` at each simulation (the rest continue as they are)"""
+    spread_copies: int = dataclasses.field(default=0, metadata=interval(0))
+    """after every simulation, add this many copies of the training states whose endogenous state (wealth) is
+    dispersed by a mean-one log-normal factor per agent, the cross-sectional mean kept (see "Spreading"); they are
+    trained on, never continued"""
+    spread_sigma: float = dataclasses.field(default=1.0, metadata=interval(0.0))
+    """log-sd of the spreading factor"""
     # -- residual
     quadrature_nodes: int = dataclasses.field(default=7, metadata=interval(1))
     """Gauss–Hermite nodes over the aggregate shock (investment economy)"""
@@ -223,7 +236,25 @@ class EulerSolver(Solver):
             state = eco.rollout(policy, state, cfg.burn_in, self.rng)[:, -1]
         paths = eco.rollout(policy, state, cfg.horizon, self.rng)  # batch [trajectories, horizon + 1]
         self._ends[name] = paths[:, -1].clone()
-        return paths.reshape(-1)
+        states = paths.reshape(-1)
+        if cfg.spread_copies and name == "train":
+            states = torch.cat([states, *(self._spread(states) for _ in range(cfg.spread_copies))])
+        return states
+
+    def _spread(self, states: TensorDict) -> TensorDict:
+        """A copy of ``states`` whose endogenous state above its lower bound, a_i − a̲, is multiplied by a mean-one
+        log-normal factor per agent and rescaled so that its cross-sectional mean is unchanged (prices too)."""
+        eco, sigma = self.economy, self.config.spread_sigma
+        key = eco.endogenous_key
+        lo = eco.feature_bounds(key)[0]
+        lo = lo if math.isfinite(lo) else 0.0
+        above = states[key] - lo
+        factor = torch.exp(sigma * torch.randn(above.shape, generator=self.rng, device=eco.device, dtype=above.dtype))
+        spread = above * factor
+        spread = spread * (above.mean(-1, keepdim=True) / spread.mean(-1, keepdim=True).clamp_min(1e-12))
+        out = states.clone()
+        out[key] = spread + lo
+        return out
 
     def _anchor(self, state: TensorDict) -> TensorDict:
         """Rescale a share ``anchor_fraction`` of the paths' endogenous state to a mean drawn log-uniformly from

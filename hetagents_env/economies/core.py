@@ -64,7 +64,7 @@ class Economy(abc.ABC):
         device: torch device of every tensor (default CPU).
         dtype: floating dtype of every real tensor (default ``torch.float32``; ``torch.float64`` allowed).
         **params: the model's parameters (see the subclass's ``Params`` dataclass); unknown names raise
-            ``TypeError``, out-of-range values ``ValueError``.
+            ``TypeError``, out-of-range values and values that do not fit ``dtype`` ``ValueError``.
     """
 
     #: the registry id, e.g. ``"Investment-v0"``
@@ -109,7 +109,8 @@ class Economy(abc.ABC):
         self.dtype = torch.float32 if dtype is None else dtype
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating torch.dtype (float32 or float64), got {dtype!r}")
-        self.params = self.Params.from_kwargs(**params)
+        # a value that only float64 holds (k_init = 1e300 in float32) is refused here, not at the first reset
+        self.params = self.Params.from_kwargs(**params).check_dtype(self.dtype)
 
     # ------------------------------------------------------------------ the pure functions
     @abc.abstractmethod

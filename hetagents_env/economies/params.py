@@ -4,13 +4,20 @@ Each economy declares its parameters as a frozen dataclass whose fields carry an
 (``field(default=..., metadata=interval(lo, hi, ...))``). Construction checks every value: a bad one raises
 ``ValueError`` naming the parameter, the value and the allowed range; an unknown keyword raises ``TypeError`` naming
 it and listing the known ones. Nothing downstream has to re-check.
+
+An economy then checks its parameters against the dtype it computes in (:meth:`Params.check_dtype`): a value that is
+fine as a Python float but overflows that dtype (``k_init = 1e300`` in float32) is refused there, naming the
+parameter, the value and the dtype, before any tensor is built.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Iterator
 from typing import Any, ClassVar
+
+import torch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +55,27 @@ def check_in(name: str, value: Any, allowed: Interval) -> float:
     return value
 
 
+def check_fits(name: str, value: float, dtype: torch.dtype) -> float:
+    """``value`` rounded to ``dtype``, or ``ValueError`` naming ``name``, the value and the dtype when it overflows
+    there (a finite float64 beyond the dtype's largest finite number). Values that round towards 0 or onto an end of
+    their range are kept: the economies compute with the Python floats and accept them."""
+    rounded = torch.tensor(float(value), dtype=torch.float64).to(dtype).item()
+    if math.isfinite(value) and not math.isfinite(rounded):
+        raise ValueError(f"parameter {name!r} = {value!r} does not fit {dtype}: it overflows to {rounded} (largest "
+                         f"finite magnitude {torch.finfo(dtype).max:.4g}); use float64 or a smaller value")
+    return rounded
+
+
+def _reals(name: str, value: Any) -> Iterator[tuple[str, float]]:
+    """(label, value) of every float in a parameter: itself, or the entries of a (nested) tuple/list. Integers are
+    counts and choices (``n_states``), never tensor values."""
+    if isinstance(value, float):
+        yield name, value
+    elif isinstance(value, (tuple, list)):
+        for i, entry in enumerate(value):
+            yield from _reals(f"{name}[{i}]", entry)
+
+
 def check_count(name: str, value: Any, minimum: int = 1) -> int:
     """An integer count ≥ ``minimum`` (numbers of agents, economies, steps)."""
     if isinstance(value, bool) or not isinstance(value, int) and not (hasattr(value, "__index__")):
@@ -76,6 +104,14 @@ class Params:
             if allowed is not None:
                 # frozen dataclass: normalise ints to floats through object.__setattr__
                 object.__setattr__(self, f.name, check_in(f.name, getattr(self, f.name), allowed))
+
+    def check_dtype(self, dtype: torch.dtype) -> "Params":
+        """``self`` if every float (scalars and the entries of tuples) is finite in ``dtype``, else ``ValueError``
+        naming the parameter, the value and the dtype (:func:`check_fits`)."""
+        for f in dataclasses.fields(self):
+            for label, value in _reals(f.name, getattr(self, f.name)):
+                check_fits(label, value, dtype)
+        return self
 
     @classmethod
     def names(cls) -> list[str]:

@@ -13,6 +13,9 @@ Registered solvers:
   action.
 * ``"td3"`` (:mod:`.td3`): TD3 — the DDPG solver with torchrl's ``TD3Loss``: twin per-agent critics (clipped
   double-Q target), target policy smoothing and actor / target updates every ``policy_delay`` critic updates.
+* ``"sac"`` (:mod:`.sac`): soft actor-critic — torchrl ``Collector``, ``TensorDictReplayBuffer``, ``SACLoss`` and
+  ``SoftUpdate``; a tanh-squashed Gaussian DeepSets actor within the economy's action bounds, twin per-agent
+  own-action critics and automatic entropy tuning toward the entropy of the economy's exploration noise.
 
 Every agent is a price taker (details and the argument in :mod:`.common`): its learning signal comes through its
 own action only — per-agent rewards, per-agent critics whose population summary is over states (never actions),
@@ -33,6 +36,7 @@ from .common import (
 )
 from .ddpg import DDPGConfig, DDPGSolver
 from .ppo import PPOConfig, PPOSolver
+from .sac import SACConfig, SACSolver
 from .td0 import TD0Config, TD0Solver
 from .td3 import TD3Config, TD3Solver
 
@@ -45,6 +49,8 @@ __all__ = [
     "PPOSolver",
     "RLConfig",
     "RLPolicy",
+    "SACConfig",
+    "SACSolver",
     "Scaling",
     "StateActionValue",
     "StateValue",

@@ -41,6 +41,7 @@ Each agent is a price taker: its learning signal may come through its own action
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -63,8 +64,10 @@ from ..base import Callback, Progress, Solver, check_budget, torch_dtype
 
 __all__ = [
     "AgentNormal",
+    "AgentTanhNormal",
     "CenteredGaussianNoise",
     "Normalizer",
+    "OffPolicyConfig",
     "RLConfig",
     "RLPolicy",
     "Scaling",
@@ -304,16 +307,20 @@ def obs_to_state(economy: Economy, population: torch.Tensor, aggregate: torch.Te
 
 
 class TorchRLActor(nn.Module):
-    """``(population, aggregate) -> loc (..., N, 1)`` [and ``scale``]: a :class:`RLPolicy` on TorchRL entries."""
+    """``(population, aggregate) -> loc (..., N, 1)`` [and ``scale``]: a :class:`RLPolicy` on TorchRL entries (with
+    the fixed ``sd`` as scale when given), or a stochastic actor whose forward returns ``(loc, scale)``, (B, N) each."""
 
-    def __init__(self, economy: Economy, policy: RLPolicy, sd: float | None = None) -> None:
+    def __init__(self, economy: Economy, policy: nn.Module, sd: float | None = None) -> None:
         super().__init__()
         self.economy, self.policy = economy, policy
         self.sd = sd
 
     def forward(self, population: torch.Tensor, aggregate: torch.Tensor):
         state, lead = obs_to_state(self.economy, population, aggregate)
-        loc = self.policy(state).reshape(*lead, -1, 1)
+        out = self.policy(state)
+        if isinstance(out, tuple):
+            return tuple(o.reshape(*lead, -1, 1) for o in out)
+        loc = out.reshape(*lead, -1, 1)
         if self.sd is None:
             return loc
         return loc, torch.full_like(loc, self.sd)
@@ -405,6 +412,71 @@ class AgentNormal(D.Independent):
     @property
     def deterministic_sample(self) -> torch.Tensor:
         return self.base_dist.loc
+
+
+class AgentTanhNormal(D.Distribution):
+    r"""Per-agent bounded actions for SAC: :math:`a_i = m + h \tanh(z_i)`, :math:`z_i = \mathrm{loc}_i +
+    \mathrm{scale}_i\, \varepsilon_i`, on ``(..., N, 1)`` with bounds ``low`` < ``high`` (m, h: their midpoint and
+    half-width).
+
+    ``centered=True``: the ε of one economy are zero-sum over its agents (dim −2), as :class:`AgentNormal`'s; the
+    aggregate is then exactly the policy's when the scale is common to the agents and the tanh is linear over the
+    noise's range (the investment economy: ``scale`` depends on the aggregate only, and |a| ≈ 0.03 inside [−1, 1]),
+    approximately otherwise. ``log_prob`` is the per-agent one in action units, from the pre-image z:
+    :math:`\log N(z; \mathrm{loc}, \mathrm{scale}) - \log h - \log(1 - \tanh^2 z)` with
+    :math:`\log(1 - \tanh^2 z) = 2(\log 2 - z - \mathrm{softplus}(-2z))` (finite even where tanh saturates);
+    ``rsample_and_log_prob`` scores the very pre-image it drew (torchrl's losses call it)."""
+
+    arg_constraints: dict = {}
+    has_rsample = True
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, low: float = -1.0, high: float = 1.0,
+                 centered: bool = True, generator: torch.Generator | None = None) -> None:
+        if not high > low:
+            raise ValueError(f"AgentTanhNormal needs low < high, got ({low}, {high})")
+        self.loc, self.scale = loc, scale
+        self.low, self.high = float(low), float(high)
+        self.mid, self.half = 0.5 * (self.low + self.high), 0.5 * (self.high - self.low)
+        self.centered, self.generator = centered, generator
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
+
+    @property
+    def support(self):
+        return D.constraints.interval(self.low, self.high)
+
+    def _squash(self, z: torch.Tensor) -> torch.Tensor:
+        return self.mid + self.half * torch.tanh(z)
+
+    def _log_prob_pre_image(self, z: torch.Tensor) -> torch.Tensor:
+        log_normal = D.Normal(self.loc, self.scale, validate_args=False).log_prob(z)
+        log_det = math.log(self.half) + 2.0 * (math.log(2.0) - z - nn.functional.softplus(-2.0 * z))
+        return (log_normal - log_det).sum(-1)
+
+    def _pre_image(self, sample_shape) -> torch.Tensor:
+        shape = torch.Size(sample_shape) + self.loc.shape
+        eps = _agent_noise(shape, dtype=self.loc.dtype, device=self.loc.device, centered=self.centered,
+                           generator=self.generator)
+        return self.loc + self.scale * eps
+
+    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        return self._squash(self._pre_image(sample_shape))
+
+    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+        with torch.no_grad():
+            return self.rsample(sample_shape)
+
+    def rsample_and_log_prob(self, sample_shape=torch.Size()) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self._pre_image(sample_shape)
+        return self._squash(z), self._log_prob_pre_image(z)
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        tiny = torch.finfo(value.dtype).eps
+        y = ((value - self.mid) / self.half).clamp(-1.0 + tiny, 1.0 - tiny)
+        return self._log_prob_pre_image(torch.atanh(y))
+
+    @property
+    def deterministic_sample(self) -> torch.Tensor:
+        return self._squash(self.loc)
 
 
 class CenteredGaussianNoise(TensorDictModuleBase):
@@ -577,8 +649,7 @@ class RLSolverBase(Solver):
         if steps is None and budget is None and not cfg.total_agent_steps:
             steps = self.default_steps
         self._start_clock()
-        self._plan = (steps, budget)
-        self._run_start = (self.step, self._elapsed(), self.agent_steps)
+        self._plan, self._run_start = self._continued_plan(steps, budget)
         deadline = None if budget is None else time.perf_counter() + budget
         done = 0
         metrics: dict[str, Any] = dict(self.metrics)
@@ -611,6 +682,64 @@ class RLSolverBase(Solver):
         self.metrics = final
         return final
 
+    def _continued_plan(self, steps: int | None, budget: float | None):
+        """(plan, start) of a ``train`` call: the checkpointed run's when the call asks for exactly what remained of
+        it (a resumed run: the learning-rate schedule goes on where it stopped), else a new run starting now."""
+        saved, self._saved_plan = self._saved_plan, None
+        if saved is not None:
+            (old_steps, old_budget), start = saved
+            remaining = None if old_steps is None else old_steps - (self.step - start[0])
+            if steps == remaining and (budget is None) == (old_budget is None):
+                return (old_steps, old_budget), start
+        return (steps, budget), (self.step, self._elapsed(), self.agent_steps)
+
+    _saved_plan = None
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        (steps, budget), (step0, time0, agent0) = self._plan, self._run_start
+        plan = {"steps": steps, "budget": budget, "start_step": step0, "start_time": time0, "start_agent_steps": agent0}
+        return {**super().state_dict(), "plan": plan, **self._rollout_state()}
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        plan = state_dict.get("plan")
+        self._saved_plan = None if plan is None else (
+            (plan["steps"], plan["budget"]), (plan["start_step"], plan["start_time"], plan["start_agent_steps"]))
+        self._load_rollout_state(state_dict)
+
+    def _rollout_state(self) -> dict[str, Any]:
+        """Where the collector's economies are (states, episode clocks, shock stream, the collector's next input) and
+        the replay buffer, for solvers that have them: without them a resumed run restarts its episodes and forgets
+        its replay. (torchrl's own ``Collector.state_dict`` leaves the next input out.)"""
+        out: dict[str, Any] = {}
+        collector = getattr(self, "collector", None)
+        if collector is not None:
+            core = self.env.core
+            out["rollout"] = {"state": core.state.clone().to_dict(), "elapsed_steps": core.elapsed_steps.clone(),
+                              "rng": core.rng.get_state(), "carrier": collector._carrier.clone().to_dict(),
+                              "frames": collector._frames, "iter": collector._iter}
+            if collector.track_traj_ids:
+                out["rollout"]["traj_pool"] = collector._traj_pool.state_dict()
+        buffer = getattr(self, "buffer", None)
+        if buffer is not None:
+            out["replay"] = buffer.state_dict()
+        return out
+
+    def _load_rollout_state(self, state_dict: Mapping[str, Any]) -> None:
+        rollout, replay = state_dict.get("rollout"), state_dict.get("replay")
+        if rollout is not None and getattr(self, "collector", None) is not None:
+            core, collector = self.env.core, self.collector
+            _set_leaves(core.state, rollout["state"])
+            core.elapsed_steps.copy_(rollout["elapsed_steps"])
+            core.rng.set_state(rollout["rng"])
+            _set_leaves(collector._carrier, rollout["carrier"])
+            collector._frames, collector._iter = int(rollout["frames"]), int(rollout["iter"])
+            if "traj_pool" in rollout and collector.track_traj_ids:
+                collector._traj_pool.load_state_dict(rollout["traj_pool"])
+        if replay is not None and getattr(self, "buffer", None) is not None:
+            self.buffer.load_state_dict(replay)
+
     # ------------------------------------------------------------------ helpers
     def _lq_rel_error(self, states: TensorDict) -> float | None:
         """Mean |u − u*| / |u*| of the current policy at ``states`` against the economy's exact policy u* (the LQ
@@ -623,6 +752,155 @@ class RLSolverBase(Solver):
             return float(((u - ref).abs() / ref.abs()).mean())
 
 
+def _set_leaves(td: TensorDict, values: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> None:
+    """Set every leaf of the nested mapping ``values`` into ``td`` (its sub-tensordicts keep their batch sizes)."""
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            _set_leaves(td, value, (*prefix, key))
+        else:
+            td.set((*prefix, key), value)
+
+
 def adam(params, lr: float) -> torch.optim.Adam:
     """Adam (foreach kernels) over the trainable tensors of ``params``."""
     return torch.optim.Adam([p for p in params if p.requires_grad], lr=lr, foreach=True)
+
+
+# ---------------------------------------------------------------------------------------------- off-policy plumbing
+@dataclasses.dataclass(frozen=True)
+class OffPolicyConfig(RLConfig):
+    """Settings of the replay-based solvers (DDPG, TD3, SAC; each adds its own)."""
+
+    rollout_steps: int = dataclasses.field(default=1, metadata=interval(1))
+    """periods collected per step"""
+    warmup: int = dataclasses.field(default=64, metadata=interval(0))
+    """periods collected (with the initial actor plus noise) before learning starts"""
+    buffer_size: int = dataclasses.field(default=16384, metadata=interval(1))
+    """replay capacity in economy-transitions (each with N agents)"""
+    batch_size: int = dataclasses.field(default=128, metadata=interval(1))
+    """economy-transitions per update (× N agents)"""
+    updates_per_step: int = dataclasses.field(default=1, metadata=interval(1))
+    log_every: int = dataclasses.field(default=100, metadata=interval(1))
+
+
+def q_module(economy: Economy, critic: StateActionValue):
+    """A critic as torchrl's losses see it: (population, aggregate, own action) -> per-agent Q, a TensorDictModule
+    writing ``("agents", "state_action_value")`` (..., N, 1)."""
+    from tensordict.nn import TensorDictModule
+
+    return TensorDictModule(
+        TorchRLValue(economy, critic), in_keys=["population", "aggregate", ("agents", "action")],
+        out_keys=[("agents", "state_action_value")],
+    )
+
+
+def load_twins(stacked: TensorDict, modules) -> None:
+    """Copy the parameters of the critic ``modules`` into a loss's ``stacked`` twin parameters (torchrl stacks the
+    twins of TD3 / SAC into new tensors when the loss is built)."""
+    with torch.no_grad():
+        fresh = TensorDict.from_modules(*modules, as_module=True)
+        stacked.data.update_(fresh.data)
+
+
+def sync_twins(stacked: TensorDict, modules) -> None:
+    """The reverse of :func:`load_twins`: the loss's trained twin parameters into the critic ``modules``."""
+    with torch.no_grad():
+        for k, module in enumerate(modules):
+            TensorDict.from_module(module).data.update_(stacked[k].data)
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params, grad_clip: float | None
+                   ) -> torch.Tensor:
+    """Zero the gradients, backpropagate ``loss``, clip the gradient norm of ``params`` (unless ``grad_clip`` is
+    None), step; returns the detached loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return loss.detach()
+
+
+class OffPolicySolverBase(RLSolverBase):
+    """Replay plumbing shared by DDPG, TD3 and SAC: the replay buffer and the collector feeding it, the warm-up and
+    the critic's starting level, the LQ metric and the checkpoint. A subclass builds ``policy``, ``critic``,
+    ``loss`` (with a ``target_updater``) and its optimizers in ``_setup``, then calls :meth:`_start_replay`."""
+
+    config: OffPolicyConfig
+    #: optimizers saved in a checkpoint (attribute names)
+    _checkpointed_optimizers: tuple[str, ...] = ("actor_optimizer", "critic_optimizer")
+
+    def _start_replay(self, collector_policy) -> None:
+        """The replay buffer, the env of ``num_envs`` economies, a collector running ``collector_policy`` on it,
+        and the counters."""
+        from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+
+        cfg, eco = self.config, self.economy
+        self.buffer = TensorDictReplayBuffer(
+            storage=LazyTensorStorage(cfg.buffer_size, device=eco.device), batch_size=cfg.batch_size,
+            generator=torch.Generator().manual_seed(cfg.seed + 7),
+        )
+        self.env = make_env(eco, cfg)
+        self.collector = make_collector(self.env, collector_policy, cfg.num_envs * cfg.rollout_steps)
+        self._batches = iter(self.collector)
+        self.periods = 0
+        self.updates = 0
+        self._level_set = False
+
+    def _init_level(self, level: float) -> None:
+        """Start the critic at ``level`` (scaled units); :meth:`_learning_started` then re-initialises the targets."""
+        self.critic.init_level(level)
+
+    def _collect(self) -> tuple[TensorDict, dict[str, Any]]:
+        """Collect ``rollout_steps`` periods of the ``num_envs`` economies into the replay buffer; returns the batch
+        [B, T] and the metrics ``{"reward": mean unscaled reward}``."""
+        cfg = self.config
+        data = next(self._batches)
+        data, raw_reward = prepare_batch(data, self.reward_scale)
+        self.buffer.extend(data.reshape(-1))
+        self.periods += cfg.rollout_steps
+        self.agent_steps += cfg.num_envs * cfg.rollout_steps * self.economy.n_agents
+        return data, {"reward": raw_reward}
+
+    def _learning_started(self) -> bool:
+        """Whether the warm-up (``warmup`` periods) is over. The first time it is, the critic starts at the
+        perpetuity of the mean (scaled) reward in the buffer and the target networks are re-initialised."""
+        if self.periods < self.config.warmup:
+            return False
+        if not self._level_set:
+            level = float(self.buffer[: len(self.buffer)]["next", "agents", "reward"].mean()) / (1 - self.gamma)
+            self._init_level(level)
+            with warnings.catch_warnings():  # "Updated already initialized": re-initialised on purpose
+                warnings.simplefilter("ignore", UserWarning)
+                self.target_updater.init_()
+            self._level_set = True
+        return True
+
+    def _add_lq_metric(self, data: TensorDict, metrics: dict[str, Any]) -> None:
+        """Every ``log_every`` steps: the LQ policy error at the batch's last states (economies with an exact
+        policy only)."""
+        if (self.step + 1) % self.config.log_every == 0:
+            states, _ = obs_to_state(self.economy, data["population"][:, -1], data["aggregate"][:, -1])
+            lq = self._lq_rel_error(states)
+            if lq is not None:
+                metrics["lq_rel_error"] = lq
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd.update(critic=self.critic.state_dict(), loss=self.loss.state_dict())
+        sd.update({name: getattr(self, name).state_dict() for name in self._checkpointed_optimizers})
+        sd.update(step=self.step, periods=self.periods, updates=self.updates, agent_steps=self.agent_steps,
+                  rng=self.rng.get_state(), level_set=self._level_set)
+        return sd
+
+    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.critic.load_state_dict(state_dict["critic"])
+        self.loss.load_state_dict(state_dict["loss"])
+        for name in self._checkpointed_optimizers:
+            getattr(self, name).load_state_dict(copy.deepcopy(state_dict[name]))
+        self.step, self.periods = int(state_dict["step"]), int(state_dict["periods"])
+        self.updates, self.agent_steps = int(state_dict["updates"]), int(state_dict["agent_steps"])
+        self.rng.set_state(state_dict["rng"])
+        self._level_set = bool(state_dict.get("level_set", True))

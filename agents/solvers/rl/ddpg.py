@@ -56,11 +56,8 @@ machine: ≈ 500–1,700 steps each.)
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
-import warnings
-from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -69,26 +66,17 @@ from tensordict.nn import TensorDictModule, TensorDictSequential
 from ...config import interval
 from ..base import register_solver
 from .common import (
-    CenteredGaussianNoise, RLConfig, RLPolicy, RLSolverBase, StateActionValue, TorchRLActor, TorchRLValue,
-    UnscaledValue, adam, make_collector, make_env, obs_to_state, prepare_batch,
+    CenteredGaussianNoise, OffPolicyConfig, OffPolicySolverBase, RLPolicy, StateActionValue, TorchRLActor,
+    UnscaledValue, adam, optimizer_step, q_module,
 )
 
 __all__ = ["DDPGConfig", "DDPGSolver"]
 
 
 @dataclasses.dataclass(frozen=True)
-class DDPGConfig(RLConfig):
+class DDPGConfig(OffPolicyConfig):
     """Settings of the deterministic actor-critic; defaults tuned on the linear investment economy (N = 128)."""
 
-    rollout_steps: int = dataclasses.field(default=1, metadata=interval(1))
-    """periods collected per step"""
-    warmup: int = dataclasses.field(default=64, metadata=interval(0))
-    """periods collected (with the initial actor plus noise) before learning starts"""
-    buffer_size: int = dataclasses.field(default=16384, metadata=interval(1))
-    """replay capacity in economy-transitions (each with N agents)"""
-    batch_size: int = dataclasses.field(default=128, metadata=interval(1))
-    """economy-transitions per update (× N agents)"""
-    updates_per_step: int = dataclasses.field(default=1, metadata=interval(1))
     critic_warmup: int = dataclasses.field(default=0, metadata=interval(0))
     """critic (and target) updates before the actor's first update: the actor stays at its initial policy while
     the critic learns that policy's action values"""
@@ -101,11 +89,10 @@ class DDPGConfig(RLConfig):
     V(s) + L(s)·d − ½ softplus(P(s))·d² (see :class:`~agents.solvers.rl.common.StateActionValue`)"""
     exploration_final: float = dataclasses.field(default=0.5, metadata=interval(0.0, 1.0))
     """final exploration sd as a fraction of the initial one (cosine decay over the run)"""
-    log_every: int = dataclasses.field(default=100, metadata=interval(1))
 
 
 @register_solver("ddpg")
-class DDPGSolver(RLSolverBase):
+class DDPGSolver(OffPolicySolverBase):
     """DDPG with torchrl's Collector, replay buffer, DDPGLoss and SoftUpdate; see the module docstring.
     ``steps`` counts collector steps (``rollout_steps`` periods each, then ``updates_per_step`` updates)."""
 
@@ -116,7 +103,6 @@ class DDPGSolver(RLSolverBase):
     _loss_names = ("loss_value", "loss_actor")  # the loss's (critic, actor) methods
 
     def _setup(self) -> None:
-        from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
         from torchrl.objectives import SoftUpdate, ValueEstimators
 
         cfg, eco = self.config, self.economy
@@ -135,25 +121,12 @@ class DDPGSolver(RLSolverBase):
         self.target_updater = SoftUpdate(self.loss, tau=cfg.tau)
         self.actor_optimizer = adam(self.loss.actor_network_params.values(True, True), cfg.lr_actor)
         self.critic_optimizer = adam(self._critic_params().values(True, True), cfg.lr_critic)
-        self.buffer = TensorDictReplayBuffer(
-            storage=LazyTensorStorage(cfg.buffer_size, device=eco.device), batch_size=cfg.batch_size,
-            generator=torch.Generator().manual_seed(cfg.seed + 7),
-        )
-        self.env = make_env(eco, cfg)
-        self.collector = make_collector(self.env, TensorDictSequential(self.actor, self.noise),
-                                        cfg.num_envs * cfg.rollout_steps)
-        self._batches = iter(self.collector)
-        self.periods = 0
-        self.updates = 0
-        self._level_set = False
+        self._start_replay(TensorDictSequential(self.actor, self.noise))
 
     # ------------------------------------------------------------------ hooks (TD3 overrides them)
     def _critic_module(self, critic: StateActionValue) -> TensorDictModule:
         """A critic as the losses' TensorDictModule: (population, aggregate, own action) -> per-agent Q."""
-        return TensorDictModule(
-            TorchRLValue(self.economy, critic), in_keys=["population", "aggregate", ("agents", "action")],
-            out_keys=[("agents", "state_action_value")],
-        )
+        return q_module(self.economy, critic)
 
     def _make_loss(self):
         from torchrl.objectives import DDPGLoss
@@ -164,27 +137,14 @@ class DDPGSolver(RLSolverBase):
         """The loss's (trained) critic parameters."""
         return self.loss.value_network_params
 
-    def _init_level(self, level: float) -> None:
-        """Start the critic at ``level`` (scaled units); :meth:`_step` then re-initialises the target networks."""
-        self.critic.init_level(level)
-
     def _critic_step(self, batch) -> torch.Tensor:
         loss_value, _ = getattr(self.loss, self._loss_names[0])(batch)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        loss_value.backward()
-        if self.config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(list(self._critic_params().values(True, True)), self.config.grad_clip)
-        self.critic_optimizer.step()
-        return loss_value.detach()
+        return optimizer_step(self.critic_optimizer, loss_value, list(self._critic_params().values(True, True)),
+                              self.config.grad_clip)
 
     def _actor_step(self, batch) -> torch.Tensor:
         loss_actor, _ = getattr(self.loss, self._loss_names[1])(batch)
-        self.actor_optimizer.zero_grad(set_to_none=True)
-        loss_actor.backward()
-        if self.config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(self.policy.parameters(), self.config.grad_clip)
-        self.actor_optimizer.step()
-        return loss_actor.detach()
+        return optimizer_step(self.actor_optimizer, loss_actor, self.policy.parameters(), self.config.grad_clip)
 
     def _actor_due(self) -> bool:
         """Whether this update also steps the actor (after ``critic_warmup`` critic updates)."""
@@ -203,25 +163,14 @@ class DDPGSolver(RLSolverBase):
         return [(self.actor_optimizer, cfg.lr_actor), (self.critic_optimizer, cfg.lr_critic)]
 
     def _step(self) -> dict[str, Any]:
-        cfg, eco = self.config, self.economy
+        cfg = self.config
         f = self.fraction_done()
         final = cfg.exploration_final
         self.noise.sd = self.exploration_sd * (final + (1 - final) * 0.5 * (1 + math.cos(math.pi * f)))
-        data = next(self._batches)
-        data, raw_reward = prepare_batch(data, self.reward_scale)
-        self.buffer.extend(data.reshape(-1))
-        self.periods += cfg.rollout_steps
-        self.agent_steps += cfg.num_envs * cfg.rollout_steps * eco.n_agents
-        metrics: dict[str, Any] = {"reward": raw_reward, "exploration_sd": self.noise.sd}
-        if self.periods < cfg.warmup:
+        data, metrics = self._collect()
+        metrics["exploration_sd"] = self.noise.sd
+        if not self._learning_started():  # the first time: the critic starts at the mean reward's perpetuity
             return metrics
-        if not self._level_set:  # the critic starts at the perpetuity of the mean (scaled) reward seen so far
-            level = float(self.buffer[: len(self.buffer)]["next", "agents", "reward"].mean()) / (1 - self.gamma)
-            self._init_level(level)
-            with warnings.catch_warnings():  # "Updated already initialized": re-initialised on purpose
-                warnings.simplefilter("ignore", UserWarning)
-                self.target_updater.init_()
-            self._level_set = True
         loss_actor = None
         for _ in range(cfg.updates_per_step):
             loss_value, actor = self._update(self.buffer.sample())
@@ -230,30 +179,5 @@ class DDPGSolver(RLSolverBase):
         metrics.update(loss_value=float(loss_value), updates=self.updates)
         if loss_actor is not None:
             metrics["loss_actor"] = float(loss_actor)
-        if (self.step + 1) % cfg.log_every == 0:
-            states, _ = obs_to_state(eco, data["population"][:, -1], data["aggregate"][:, -1])
-            lq = self._lq_rel_error(states)
-            if lq is not None:
-                metrics["lq_rel_error"] = lq
+        self._add_lq_metric(data, metrics)
         return metrics
-
-    # ------------------------------------------------------------------ checkpoints
-    def state_dict(self) -> dict[str, Any]:
-        sd = super().state_dict()
-        sd.update(critic=self.critic.state_dict(), loss=self.loss.state_dict(),
-                  actor_optimizer=self.actor_optimizer.state_dict(),
-                  critic_optimizer=self.critic_optimizer.state_dict(), step=self.step, periods=self.periods,
-                  updates=self.updates, agent_steps=self.agent_steps, rng=self.rng.get_state(),
-                  level_set=self._level_set)
-        return sd
-
-    def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self.critic.load_state_dict(state_dict["critic"])
-        self.loss.load_state_dict(state_dict["loss"])
-        self.actor_optimizer.load_state_dict(copy.deepcopy(state_dict["actor_optimizer"]))
-        self.critic_optimizer.load_state_dict(copy.deepcopy(state_dict["critic_optimizer"]))
-        self.step, self.periods = int(state_dict["step"]), int(state_dict["periods"])
-        self.updates, self.agent_steps = int(state_dict["updates"]), int(state_dict["agent_steps"])
-        self.rng.set_state(state_dict["rng"])
-        self._level_set = bool(state_dict.get("level_set", True))

@@ -27,13 +27,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
-from tensordict import TensorDict
 
 from hetagents_env.interfaces._facade import action_bounds
 
 from ...config import interval
 from ..base import register_solver
-from .common import StateActionValue
+from .common import StateActionValue, load_twins, sync_twins
 from .ddpg import DDPGConfig, DDPGSolver
 
 __all__ = ["TD3Config", "TD3Solver"]
@@ -101,15 +100,11 @@ class TD3Solver(DDPGSolver):
         update has run yet, so the modules still hold the loss's values)."""
         for critic in (self.critic, self.critic2):
             critic.init_level(level)
-        with torch.no_grad():
-            fresh = TensorDict.from_modules(*self.critic_modules, as_module=True)
-            self.loss.qvalue_network_params.data.update_(fresh.data)
+        load_twins(self.loss.qvalue_network_params, self.critic_modules)
 
     def _sync_critic(self) -> None:
         """Copy the loss's trained twin parameters into ``self.critic`` / ``self.critic2`` (``solver.value``)."""
-        with torch.no_grad():
-            for k, module in enumerate(self.critic_modules):
-                TensorDict.from_module(module).data.update_(self.loss.qvalue_network_params[k].data)
+        sync_twins(self.loss.qvalue_network_params, self.critic_modules)
 
     def _update(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Critic every update; actor and target networks every ``policy_delay``-th (targets also during the
