@@ -178,7 +178,7 @@ def as_set_value(value) -> _SetValue:
     """The judge's view of a value function (see the module docstring); raises ``ValueError`` for one it cannot
     evaluate at a household's deviation."""
     from .networks import DeepSets
-    from .solvers.deepham import ValueEnsemble
+    from .value import ValueEnsemble
 
     if isinstance(value, ValueEnsemble):
         if tuple(value.inputs.set) != ("k",):
@@ -350,7 +350,7 @@ def bellman_error_solver(
     DeepHAM's regression (:func:`agents.solvers.deepham.fit_value`, settings ``value_config``)."""
     value = getattr(solver, "value", None)
     if value is None:
-        from .solvers.deepham import fit_value
+        from .value import fit_value
 
         value, _ = fit_value(_float64(solver.economy), solver.policy, value_config)
     return bellman_error(solver.policy, value, solver.economy, config, **overrides)

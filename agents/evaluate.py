@@ -406,7 +406,7 @@ def _bellman(policy: Policy, value: Any, economy: Economy, config: Mapping[str, 
     from .bellman import _float64, bellman_error  # deferred: the Bellman judge pulls in the DeepHAM regression
 
     if value is None:
-        from .solvers.deepham import fit_value
+        from .value import fit_value
 
         value, _ = fit_value(_float64(economy), policy)
     return bellman_error(policy, value, economy, config).to_dict()

@@ -482,3 +482,55 @@ def _build(economy: Economy, config: DeepSetsConfig, seed: int | None) -> DeepSe
 def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
     """Number of (trainable) scalar parameters."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
+
+
+# ---------------------------------------------------------------------------------------------- functional activations
+# The stacked-weight networks (the value ensemble, DeepHAM's actor) apply activations as functions; tanh goes
+# through the sigmoid kernel (``fast_tanh``), several times faster on CPU with the same values.
+class _FastTanh(torch.autograd.Function):
+    """tanh(x) = 2σ(2x) − 1; backward (1 − y²) from the saved output."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = torch.sigmoid(2.0 * x).mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        (y,) = ctx.saved_tensors
+        return grad * (1.0 - y * y)
+
+
+def fast_tanh(x: torch.Tensor) -> torch.Tensor:
+    """tanh through the sigmoid kernel (several times faster than ``torch.tanh`` on CPU; same values to rounding)."""
+    return _FastTanh.apply(x)
+
+
+class FastTanh(nn.Module):
+    """``nn.Tanh`` computed by :func:`fast_tanh`."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fast_tanh(x)
+
+
+def use_fast_tanh(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.Tanh`` inside ``module`` by :class:`FastTanh` (in place; the function is unchanged)."""
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Tanh):
+            setattr(module, name, FastTanh())
+        else:
+            use_fast_tanh(child)
+    return module
+
+
+ACTIVATION_FUNCTIONS = {
+    "tanh": fast_tanh,
+    "relu": torch.relu,
+    "sigmoid": torch.sigmoid,
+    "softplus": nn.functional.softplus,
+    "elu": nn.functional.elu,
+    "silu": nn.functional.silu,
+    "gelu": nn.functional.gelu,
+    "leaky_relu": nn.functional.leaky_relu,
+}

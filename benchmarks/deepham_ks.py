@@ -36,7 +36,8 @@ import hetagents_env  # noqa: E402
 from _common import RESULTS, machine_info, result_stem, setup_torch, with_machine_line, write_results  # noqa: E402
 from hetagents_env.economies.krusell_smith import gini  # noqa: E402
 from agents.bellman import BellmanConfig, bellman_error, published_bellman  # noqa: E402
-from agents.solvers.deepham import DeepHAMSolver, fit_value  # noqa: E402
+from agents.solvers.deepham import DeepHAMSolver  # noqa: E402
+from agents.value import fit_value  # noqa: E402
 from agents.solvers.krusell_smith import ClassicalKSSolver  # noqa: E402
 
 PUBLISHED = {

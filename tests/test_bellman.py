@@ -12,7 +12,8 @@ import agents
 import hetagents_env
 from agents.bellman import BellmanConfig, as_set_value, bellman_error, bellman_error_solver
 from agents.networks import DeepSetsConfig, make_critic
-from agents.solvers.deepham import DeepHAMSolver, fit_value
+from agents.solvers.deepham import DeepHAMSolver
+from agents.value import fit_value
 
 #: a small protocol: 8 economies × 20 households × 10 periods after a 300-period burn-in
 SMALL = {"economies": 8, "burn_in": 300, "periods": 100, "samples": 10, "z_draws": 100}

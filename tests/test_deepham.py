@@ -11,12 +11,9 @@ import hetagents_env
 from conftest import ENV_IDS
 from agents.config import ConfigError
 from agents.evaluate import lq_errors, simulate_paths
-from agents.solvers.deepham import (
-    DeepHAMSolver,
-    ValueEnsemble,
-    critic_features,
-    fast_tanh,
-)
+from agents.networks import fast_tanh
+from agents.solvers.deepham import DeepHAMSolver
+from agents.value import ValueEnsemble, critic_features
 
 #: tiny Krusell–Smith settings: 8 economies of 10 households, 20-period unrolls, one small value fit
 KS_TINY = {

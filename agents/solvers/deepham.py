@@ -10,7 +10,8 @@ bottom (:meth:`DeepHAMSolver.train`):
    MLP 1 → 12 → 12 (tanh) → J). Krusell–Smith: own state :math:`o_i = (k_i/k_{ss}, e_i)`, aggregate Z, a sigmoid
    head giving the consumption share (published: 2 × 24 tanh, 938 parameters with 1 GM). Investment economy: u(X),
    a linear head. Value: an ensemble of ``n_critics`` DeepSets critics, each with its own φ
-   (:class:`ValueEnsemble`, the members batched as one module of stacked weights: one batched matmul per layer).
+   (:class:`agents.value.ValueEnsemble`, the members batched as one module of stacked weights: one batched matmul
+   per layer; fitted by :mod:`agents.value`, which the judge shares).
 1. **Ergodic set.** ``ergodic_economies`` economies are simulated under the current policy (``burn_in`` periods
    first); every refresh simulates ``ergodic_periods`` more periods and records every ``ergodic_skip``-th state;
    policy steps draw their start states from this set without replacement and the set is re-simulated (continuing
@@ -76,11 +77,12 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from hetagents_env.economies.core import Economy, Policy
+from hetagents_env.economies.core import Economy
 
 from .. import distributed
 from ..config import Config, ConfigError, interval
-from ..networks import DeepSets, DeepSetsConfig, Features, default_features, make_actor, stack_entries
+from ..networks import ACTIVATION_FUNCTIONS, DeepSets, DeepSetsConfig, fast_tanh, make_actor, use_fast_tanh
+from ..value import ValueConfig, ValueEnsemble, fit_ensemble, fit_value, make_value, value_dataset
 from .base import Callback, Progress, Solver, check_budget, register_solver, torch_dtype
 
 
@@ -95,56 +97,6 @@ __all__ = [
 ]
 
 
-# ---------------------------------------------------------------------------------------------- fast tanh
-class _FastTanh(torch.autograd.Function):
-    """tanh(x) = 2σ(2x) − 1; backward (1 − y²) from the saved output."""
-
-    @staticmethod
-    def forward(ctx, x):
-        y = torch.sigmoid(2.0 * x).mul_(2.0).sub_(1.0)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        (y,) = ctx.saved_tensors
-        return grad * (1.0 - y * y)
-
-
-def fast_tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh through the sigmoid kernel (several times faster than ``torch.tanh`` on CPU; same values to rounding)."""
-    return _FastTanh.apply(x)
-
-
-class FastTanh(nn.Module):
-    """``nn.Tanh`` computed by :func:`fast_tanh`."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fast_tanh(x)
-
-
-def use_fast_tanh(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.Tanh`` inside ``module`` by :class:`FastTanh` (in place; the function is unchanged)."""
-    for name, child in list(module.named_children()):
-        if isinstance(child, nn.Tanh):
-            setattr(module, name, FastTanh())
-        else:
-            use_fast_tanh(child)
-    return module
-
-
-_ACTIVATIONS = {
-    "tanh": fast_tanh,
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "softplus": nn.functional.softplus,
-    "elu": nn.functional.elu,
-    "silu": nn.functional.silu,
-    "gelu": nn.functional.gelu,
-    "leaky_relu": nn.functional.leaky_relu,
-}
-
-
 # ---------------------------------------------------------------------------------------------- DeepSets pieces
 class ScaledPolicy(nn.Module):
     """``scale · net(state)``: a fixed scale of the actor's output (``DeepHAMConfig.action_scale``). (The fixed
@@ -156,341 +108,6 @@ class ScaledPolicy(nn.Module):
 
     def forward(self, state: TensorDict) -> torch.Tensor:
         return self.net(state) * self.scale
-
-
-# ---------------------------------------------------------------------------------------------- value ensemble
-class ValueEnsemble(nn.Module):
-    r"""M DeepSets critics, each with its own φ, as ONE module of stacked weights.
-
-    Member m: :math:`V_m(s)_i = \mu + \sigma\, \rho_m(o_i, Z, \bar\phi_m)`, :math:`\bar\phi_m = \frac1N\sum_j
-    \phi_m(k_j)`; the ensemble value is the mean over members. ``(μ, σ)`` standardise the regression targets (see
-    :meth:`set_target_stats`). Every layer is one batched matmul over the M members (weights (M, in, out)).
-
-    Shapes: ``members(state)`` (M, B, N); ``forward(state)`` (B, N). For the Bellman judge the summary is exposed:
-    ``features(state)`` (B, N, M·L) per-agent φ outputs whose mean over agents is the summary, and
-    ``head(state, summary)`` (B, N) the value given an explicit summary (B, M·L).
-    """
-
-    def __init__(
-        self,
-        features: Features,
-        *,
-        members: int = 3,
-        phi: Literal["identity", "mlp"] = "identity",
-        latent: int = 1,
-        phi_widths: tuple[int, ...] = (12, 12),
-        rho_widths: tuple[int, ...] = (24, 24),
-        activation: str = "tanh",
-        generator: torch.Generator | None = None,
-    ) -> None:
-        super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ConfigError(f"activation {activation!r} is not allowed: choose one of {', '.join(_ACTIVATIONS)}")
-        self.inputs, self.n_members, self.phi_kind, self.activation = features, members, phi, activation
-        self.act = _ACTIVATIONS[activation]
-        n_set, n_own, n_agg = len(features.set), len(features.own), len(features.aggregate)
-        if not features.own:
-            raise ConfigError("a critic needs own features (a value depends on what the agent owns)")
-        self.latent = n_set if phi == "identity" else latent
-        self.n_own, self.n_agg = n_own, n_agg
-
-        def layer(fan_in: int, fan_out: int) -> tuple[nn.Parameter, nn.Parameter]:
-            bound = 1.0 / math.sqrt(fan_in)  # PyTorch's nn.Linear default, independently per member
-            w = (torch.rand(members, fan_in, fan_out, generator=generator, dtype=torch.float64) * 2 - 1) * bound
-            b = (torch.rand(members, 1, fan_out, generator=generator, dtype=torch.float64) * 2 - 1) * bound
-            return nn.Parameter(w.float()), nn.Parameter(b.float())
-
-        self.phi_w, self.phi_b = nn.ParameterList(), nn.ParameterList()
-        if phi == "mlp":
-            dims = (n_set, *phi_widths, latent)
-            for a, b in zip(dims[:-1], dims[1:]):
-                w, bias = layer(a, b)
-                self.phi_w.append(w)
-                self.phi_b.append(bias)
-        elif phi != "identity":
-            raise ConfigError(f"critic phi must be 'identity' or 'mlp', got {phi!r}")
-        self.rho_w, self.rho_b = nn.ParameterList(), nn.ParameterList()
-        dims = (n_own + n_agg + self.latent, *rho_widths, 1)
-        for a, b in zip(dims[:-1], dims[1:]):
-            w, bias = layer(a, b)
-            self.rho_w.append(w)
-            self.rho_b.append(bias)
-        self.register_buffer("target_mean", torch.zeros(()))
-        self.register_buffer("target_std", torch.ones(()))
-        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.rho_w[0].dtype
-
-    # -------------------------------------------------------------- per-agent features and the summary
-    def _members_phi(self, s: torch.Tensor) -> torch.Tensor:
-        """φ_m of per-agent set inputs s (B, N, F) -> (M, B, N, L)."""
-        if self.phi_kind == "identity":
-            return s.unsqueeze(0).expand(self.n_members, *s.shape)
-        b, n, f = s.shape
-        h = s.reshape(1, b * n, f).expand(self.n_members, b * n, f)
-        last = len(self.phi_w) - 1
-        for i, (w, bias) in enumerate(zip(self.phi_w, self.phi_b)):
-            h = torch.baddbmm(bias, h, w)
-            if i < last:
-                h = self.act(h)
-        return h.reshape(self.n_members, b, n, -1)
-
-    def features_of(self, state: TensorDict) -> torch.Tensor:
-        """φ_m at every agent, (M, B, N, L)."""
-        return self._members_phi(stack_entries(self.inputs, state, self.inputs.set, self.dtype))
-
-    def summaries(self, state: TensorDict) -> torch.Tensor:
-        """The members' population summaries, (M, B, L)."""
-        if self.phi_kind == "identity":
-            s = stack_entries(self.inputs, state, self.inputs.set, self.dtype).mean(-2)
-            return s.unsqueeze(0).expand(self.n_members, *s.shape)
-        return self.features_of(state).mean(-2)
-
-    # -------------------------------------------------------------- ρ
-    def normalized(
-        self, state: TensorDict, summaries: torch.Tensor, index: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Standardised member outputs y_m, (M, B, R): R = N, or the agents ``index`` (B, R)."""
-        own = stack_entries(self.inputs, state, self.inputs.own, self.dtype)  # (B, N, F_own)
-        if index is not None:
-            own = own.gather(1, index.unsqueeze(-1).expand(-1, -1, own.shape[-1]))
-        b, r, _ = own.shape
-        context = summaries
-        if self.n_agg:
-            agg = stack_entries(self.inputs, state, self.inputs.aggregate, self.dtype)  # (B, A)
-            context = torch.cat([agg.unsqueeze(0).expand(self.n_members, *agg.shape), summaries], dim=-1)
-        w0, b0 = self.rho_w[0], self.rho_b[0]
-        h_own = torch.matmul(own.reshape(1, b * r, -1), w0[:, : self.n_own])  # (M, B·R, H)
-        h_ctx = torch.baddbmm(b0, context, w0[:, self.n_own :])  # (M, B, H)
-        h = (h_own.reshape(self.n_members, b, r, -1) + h_ctx.unsqueeze(2)).reshape(self.n_members, b * r, -1)
-        h = self.act(h)
-        last = len(self.rho_w) - 1
-        for i in range(1, last + 1):
-            h = torch.baddbmm(self.rho_b[i], h, self.rho_w[i])
-            if i < last:
-                h = self.act(h)
-        return h.reshape(self.n_members, b, r)
-
-    def members(self, state: TensorDict, index: torch.Tensor | None = None, *, summary_state=None) -> torch.Tensor:
-        """Each member's value V_m, (M, B, R)."""
-        y = self.normalized(state, self.summaries(state if summary_state is None else summary_state), index)
-        return self.target_mean + self.target_std * y
-
-    def forward(
-        self, state: TensorDict, index: torch.Tensor | None = None, *, summary_state: TensorDict | None = None
-    ) -> torch.Tensor:
-        """The ensemble value (mean over members), (B, N) or (B, R) for the agents ``index`` (B, R); the summary is
-        computed from ``summary_state`` if given (e.g. a detached copy: price-taking)."""
-        y = self.normalized(state, self.summaries(state if summary_state is None else summary_state), index)
-        return self.target_mean + self.target_std * y.mean(0)
-
-    # -------------------------------------------------------------- the Bellman judge's interface
-    def features(self, state: TensorDict) -> torch.Tensor:
-        """(B, N, M·L): per-agent φ outputs of all members, whose mean over agents is the summary."""
-        f = self.features_of(state)  # (M, B, N, L)
-        return f.permute(1, 2, 0, 3).reshape(f.shape[1], f.shape[2], -1)
-
-    def head(self, state: TensorDict, summary: torch.Tensor) -> torch.Tensor:
-        """The ensemble value given an explicit summary (B, M·L) (the mean of :meth:`features`), (B, N)."""
-        s = summary.reshape(summary.shape[0], self.n_members, -1).transpose(0, 1)
-        return self.target_mean + self.target_std * self.normalized(state, s).mean(0)
-
-    # -------------------------------------------------------------- target statistics (PopArt-style)
-    @torch.no_grad()
-    def calibrate(self, states: TensorDict, y: torch.Tensor, chunk: int = 4096) -> None:
-        """Warm start of a refit: per member, the least-squares affine map a·y_m + b of its standardised outputs
-        onto the standardised targets ``y`` (S, N) is folded into its output layer (W ← aW, b ← ab + b), so a
-        refit never starts from predictions that are many standard deviations off (the policy may have moved
-        the targets far since the last fit)."""
-        if not bool(self.fitted):
-            return
-        pred = torch.cat(
-            [self.normalized(states[i : i + chunk], self.summaries(states[i : i + chunk]))
-             for i in range(0, y.shape[0], chunk)],
-            dim=1,
-        ).reshape(self.n_members, -1)  # (M, S·N)
-        target = y.reshape(1, -1).to(pred.dtype)
-        pm, tm = pred.mean(1, keepdim=True), target.mean(1, keepdim=True)
-        var = (pred - pm).square().mean(1, keepdim=True)
-        a = torch.where(var > 1e-12, ((pred - pm) * (target - tm)).mean(1, keepdim=True) / var.clamp_min(1e-12), 0.0)
-        b = tm - a * pm
-        self.rho_w[-1].mul_(a.view(-1, 1, 1))
-        self.rho_b[-1].mul_(a.view(-1, 1, 1)).add_(b.view(-1, 1, 1))
-
-    @torch.no_grad()
-    def set_target_stats(self, mean: float, std: float) -> None:
-        """Change (μ, σ). Once fitted, the output layers are rescaled so that every prediction is unchanged
-        (σ y + μ = σ' y' + μ'  ⇔  W' = W σ/σ', b' = (σ b + μ − μ')/σ'); before the first fit the output bias is
-        zeroed instead, so that an untrained ensemble starts at the targets' mean."""
-        old_mean, old_std = float(self.target_mean), float(self.target_std)
-        std = max(float(std), 1e-8)
-        if bool(self.fitted):
-            self.rho_w[-1].mul_(old_std / std)
-            self.rho_b[-1].mul_(old_std).add_(old_mean - mean).div_(std)
-        else:
-            self.rho_b[-1].zero_()
-        self.fitted.fill_(True)
-        self.target_mean.fill_(mean)
-        self.target_std.fill_(std)
-
-
-# ---------------------------------------------------------------------------------------------- value learning
-@dataclasses.dataclass(frozen=True)
-class ValueConfig(Config):
-    """Value learning by regression on truncated discounted payoff sums (defaults: the published setup)."""
-
-    members: int = dataclasses.field(default=3, metadata=interval(1))
-    """critics in the ensemble, each with its own φ"""
-    widths: tuple[int, ...] = dataclasses.field(default=(24, 24), metadata=interval(1))
-    """hidden widths of each critic's ρ"""
-    activation: str = "tanh"
-    economies: int = dataclasses.field(default=384, metadata=interval(1))
-    """economies simulated for one data set"""
-    periods: int = dataclasses.field(default=2000, metadata=interval(1))
-    """periods simulated per data set"""
-    horizon: int = dataclasses.field(default=800, metadata=interval(1))
-    """H: targets are Σ_{τ<H} β^τ u_{t0+τ}"""
-    start_every: int = dataclasses.field(default=100, metadata=interval(1))
-    """start times t0 = 0, start_every, ... while t0 + horizon ≤ periods"""
-    epochs: int = dataclasses.field(default=200, metadata=interval(0))
-    batch_size: int = dataclasses.field(default=128, metadata=interval(1))
-    """economy states per minibatch (each with its N agents)"""
-    lr: float = dataclasses.field(default=1e-4, metadata=interval(0.0, open_lo=True))
-    adam_betas: tuple[float, float] = (0.9, 0.999)
-    max_steps: int | None = dataclasses.field(default=None, metadata=interval(1))
-    """cap on the regression steps of one fit (None: epochs × data / batch)"""
-
-    def _validate(self) -> None:
-        if self.horizon > self.periods:
-            raise ConfigError(f"ValueConfig.horizon = {self.horizon} must not exceed periods = {self.periods}")
-        if self.activation not in _ACTIVATIONS:
-            raise ConfigError(f"ValueConfig.activation = {self.activation!r}: choose one of {', '.join(_ACTIVATIONS)}")
-
-
-def critic_features(economy: Economy) -> Features:
-    """The critics' inputs: the economy's default features, with the set features as own state when it has none
-    (a value depends on what the agent owns even when its optimal action does not)."""
-    base = default_features(economy)
-    return base if base.own else dataclasses.replace(base, own=base.set)
-
-
-@torch.no_grad()
-def value_dataset(
-    economy: Economy,
-    policy: Policy,
-    start: TensorDict,
-    config: ValueConfig,
-    generator: torch.Generator | None = None,
-) -> tuple[TensorDict, torch.Tensor]:
-    r"""Simulate ``config.periods`` periods under ``policy`` from ``start`` (batch [E]) and return the states at
-    the start times t0 = 0, Δ, … (t0 + H ≤ periods) as a flat TensorDict [S = E · starts] and their targets
-    :math:`\sum_{\tau<H} \beta^\tau u_{i,t_0+\tau}`, (S, N). The sums are accumulated on the fly
-    (memory O(starts·E·N))."""
-    beta = economy.discount
-    starts = list(range(0, config.periods - config.horizon + 1, config.start_every))
-    t0 = torch.tensor(starts, dtype=economy.dtype, device=economy.device)
-    sums: torch.Tensor | None = None  # (starts, E, N)
-    recorded: list[TensorDict] = []
-    state = start
-    for t in range(config.periods):
-        if t in starts:
-            recorded.append(state)
-        action = policy(state)
-        state, reward = economy.transition_and_reward(state, action, economy.sample_shocks(state, generator))
-        age = t - t0  # (starts,)
-        weight = torch.where((age >= 0) & (age < config.horizon), beta ** age.clamp_min(0), torch.zeros_like(age))
-        if sums is None:
-            sums = torch.zeros(len(starts), *reward.shape, dtype=reward.dtype, device=reward.device)
-        sums += weight[:, None, None] * reward.unsqueeze(0)
-    states = torch.stack(recorded, dim=0).reshape(-1)  # [starts · E]
-    return states, sums.reshape(-1, sums.shape[-1])
-
-
-def fit_ensemble(
-    value: ValueEnsemble,
-    states: TensorDict,
-    targets: torch.Tensor,
-    config: ValueConfig,
-    generator: torch.Generator | None = None,
-    optimizer: torch.optim.Optimizer | None = None,
-    out_of_time: Callable[[], bool] | None = None,
-) -> dict[str, float]:
-    """Regress every member on ``targets`` (S, N) at ``states`` [S] (MSE on standardised targets, Adam).
-
-    The target statistics are reset first (outputs preserved, :meth:`ValueEnsemble.set_target_stats`).
-    ``out_of_time`` (checked after every epoch): stop early once it is true (a training budget ran out).
-    Returns the final training MSE (in target units²) and the R² of the ensemble."""
-    value.set_target_stats(float(targets.mean()), float(targets.std()))
-    y = (targets.to(value.dtype) - value.target_mean) / value.target_std
-    value.calibrate(states, y)
-    optimizer = optimizer or torch.optim.Adam(value.parameters(), lr=config.lr, betas=config.adam_betas)
-    s = states.batch_size[0]
-    per_epoch = max(1, math.ceil(s / config.batch_size))
-    total = config.epochs * per_epoch
-    if config.max_steps is not None:
-        total = min(total, config.max_steps)
-    value.requires_grad_(True)
-    step = 0
-    while step < total:
-        order = torch.randperm(s, generator=generator, device=targets.device)
-        for i in range(0, s, config.batch_size):
-            idx = order[i : i + config.batch_size]
-            pred = value.normalized(states[idx], value.summaries(states[idx]))  # (M, b, N)
-            loss = (pred - y[idx].unsqueeze(0)).square().mean() * value.n_members
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            if step >= total:
-                break
-        if out_of_time is not None and step < total and out_of_time():
-            break
-    value.requires_grad_(False)
-    with torch.no_grad():
-        pred = torch.cat([value(states[i : i + 4096]) for i in range(0, s, 4096)])
-        mse = float((pred - targets.to(pred.dtype)).square().mean())
-        var = float(targets.var())
-    return {"value_mse": mse, "value_r2": 1.0 - mse / var if var > 0 else float("nan"), "value_steps": step}
-
-
-def make_value(economy: Economy, config: ValueConfig, *, summary: str = "moment", moments: int = 1,
-               gm_widths: tuple[int, ...] = (12, 12), seed: int = 0) -> ValueEnsemble:
-    gen = torch.Generator().manual_seed(seed)
-    net = ValueEnsemble(
-        critic_features(economy), members=config.members, phi="identity" if summary == "moment" else "mlp",
-        latent=moments, phi_widths=gm_widths, rho_widths=config.widths, activation=config.activation, generator=gen,
-    )
-    return net.to(device=economy.device, dtype=economy.dtype).requires_grad_(False)
-
-
-def fit_value(
-    economy: Economy,
-    policy: Policy,
-    config: ValueConfig | Mapping[str, Any] | None = None,
-    *,
-    start: TensorDict | None = None,
-    burn_in: int = 1000,
-    summary: Literal["moment", "gm"] = "moment",
-    moments: int = 1,
-    seed: int = 0,
-) -> tuple[ValueEnsemble, dict[str, float]]:
-    """A value function for any policy, by the DeepHAM regression: simulate ``burn_in`` periods from ``start``
-    (default: the economy's initial state, ``config.economies`` economies), then fit a fresh :class:`ValueEnsemble`
-    on truncated discounted sums. Used by the Bellman judge for solvers without a value function."""
-    config = ValueConfig.build(config)
-    gen = economy.generator(seed)
-    if start is None:
-        start = economy.initial_state(config.economies, gen)
-    with torch.no_grad():
-        state = start
-        for _ in range(burn_in):
-            state = economy.transition(state, policy(state), economy.sample_shocks(state, gen))
-    value = make_value(economy, config, summary=summary, moments=moments, seed=seed)
-    states, targets = value_dataset(economy, policy, state, config, gen)
-    metrics = fit_ensemble(value, states, targets, config, gen)
-    return value, metrics
 
 
 # ---------------------------------------------------------------------------------------------- the solver
@@ -572,9 +189,9 @@ class DeepHAMConfig(Config):
                 "DeepHAMConfig.learners = 'all' needs price_taker = true: without it each learner's own effect on "
                 "prices would move the other learners' payoffs (a mix of game and planner)"
             )
-        if self.activation not in _ACTIVATIONS:
+        if self.activation not in ACTIVATION_FUNCTIONS:
             raise ConfigError(
-                f"DeepHAMConfig.activation = {self.activation!r}: choose one of {', '.join(_ACTIVATIONS)}"
+                f"DeepHAMConfig.activation = {self.activation!r}: choose one of {', '.join(ACTIVATION_FUNCTIONS)}"
             )
         if self.ergodic_skip > self.ergodic_periods:
             raise ConfigError(
