@@ -188,14 +188,14 @@ def _rel(path: Path | str) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- the bar
-def reference_summary(key: str, reference) -> dict[str, Any]:
+def reference_summary(reference) -> dict[str, Any]:
     """The reference's own numbers the bar is measured against (Krusell–Smith: its Euler error at the common test
     states, its stationary K and Gini under the judge's protocol)."""
     from agents.reference_judge import score_against_reference
 
     out: dict[str, Any] = {"source": reference.source, "key": reference.key,
                            "solve_time": reference.metadata.get("solve_time")}
-    if key == "ks":
+    if not _exact(out):  # an exact reference has no errors or distribution of its own to measure against
         own = score_against_reference(reference.policy, reference.economy, reference, welfare=False,
                                       stationary=False)
         stats = _stationary_stats(reference.stationary)
@@ -210,9 +210,15 @@ def _stationary_stats(sample) -> dict[str, Any]:
     return stationary_stats(sample)
 
 
-def bar_of(key: str, ref: dict[str, Any]) -> dict[str, Any]:
+def _exact(ref: dict[str, Any]) -> bool:
+    """Whether the economy's reference is its exact policy: then the bar is the policy error; else the stationary
+    distribution and the Euler errors against the reference solver's (decided by the reference, not the economy)."""
+    return ref["source"] == "exact"
+
+
+def bar_of(ref: dict[str, Any]) -> dict[str, Any]:
     """The bar in words and numbers."""
-    if key == "investment":
+    if _exact(ref):
         return {"policy_error_max": INVESTMENT_POLICY_ERROR,
                 "text": f"mean relative policy error vs the exact LQ policy on the common test states ≤ "
                         f"{100 * INVESTMENT_POLICY_ERROR:.1f} %"}
@@ -224,12 +230,12 @@ def bar_of(key: str, ref: dict[str, Any]) -> dict[str, Any]:
                     f"{ref['euler_test_mean']:.2e}"}
 
 
-def check_bar(key: str, metrics: dict[str, Any], bar: dict[str, Any]) -> dict[str, Any]:
+def check_bar(metrics: dict[str, Any], bar: dict[str, Any]) -> dict[str, Any]:
     """``{"met": bool, criterion: {"value", "limit", "ok"}, ...}`` for one scored point (``metrics`` as returned by
     :func:`point_metrics`); a point without metrics (invalid policy output) does not meet it."""
     if metrics.get("error"):
         return {"met": False}
-    if key == "investment":
+    if "policy_error_max" in bar:
         value = metrics["euler_test_mean"]
         crit = {"policy_error": {"value": value, "limit": bar["policy_error_max"],
                                  "ok": value is not None and value <= bar["policy_error_max"]}}
@@ -335,7 +341,7 @@ def _plain_metrics(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float, str, bool)) or v is None}
 
 
-def score_run(key: str, record: dict, reference, bar: dict, welfare: bool) -> dict:
+def score_run(record: dict, reference, bar: dict, welfare: bool) -> dict:
     """Score each snapshot of ``record`` (in place; the policies are dropped) and fill the time to the bar."""
     from agents.policy_check import InvalidPolicyOutput
     from agents.reference_judge import score_against_reference
@@ -355,7 +361,7 @@ def score_run(key: str, record: dict, reference, bar: dict, welfare: bool) -> di
             metrics = {"error": f"{type(err).__name__}: {err}"}
         judge_s = time.perf_counter() - start
         judge_total += judge_s
-        points.append({**snap, "judge_s": judge_s, **metrics, "bar": check_bar(key, metrics, bar)})
+        points.append({**snap, "judge_s": judge_s, **metrics, "bar": check_bar(metrics, bar)})
     record["points"] = points
     record["judge_s"] = judge_total
     first = next((p for p in points if p["bar"]["met"]), None)
@@ -393,12 +399,12 @@ def _pct(value: float | None) -> str:
     return f"{100 * value:.3g} %" if 100 * value >= 1 else f"{100 * value:.2g} %"
 
 
-def _point_cell(key: str, p: dict) -> str:
+def _point_cell(p: dict) -> str:
     """A checkpoint's accuracy in one cell (investment: policy error; KS: ΔK % / ΔGini / Euler ÷ reference's)."""
     if p.get("error"):
         return "invalid output"
     mark = " ✓" if p["bar"]["met"] else ""
-    if key == "investment":
+    if "policy_error" in p["bar"]:
         return f"{_pct(p['euler_test_mean'])}{mark}"
     b = p["bar"]
     return (f"{100 * (p['K_mean'] / p['K_reference'] - 1):+.1f} % / {b['gini']['value']:.3f} / "
@@ -407,10 +413,10 @@ def _point_cell(key: str, p: dict) -> str:
 
 def economy_markdown(key: str, section: dict, budget: float) -> str:
     label, bar, ref = ECONOMIES[key]["label"], section["bar"], section["reference"]
-    rows = section["rows"]
+    rows, exact = section["rows"], _exact(section["reference"])
     lines = [f"#### {label}", "", f"Bar: {bar['text']}. Budget {budget:g} s of wall time per solver "
              "(setup included); judge time excluded from the solver's clock and shown separately.", ""]
-    if key == "investment":
+    if exact:
         lines += ["| solver | config | time to the bar | stopped by | final time | steps | policy error | "
                   "welfare loss (%) | judge (s) |", "|---|---|---:|---|---:|---:|---:|---:|---:|"]
     else:
@@ -428,9 +434,9 @@ def economy_markdown(key: str, section: dict, budget: float) -> str:
                 f"{f.get('steps', '–')} |")
         welfare = _f(f.get("welfare_pct"), ".3g") + (f" ± {f['welfare_se_pct']:.2g}" if f.get("welfare_se_pct") else "")
         if f.get("error"):
-            lines.append(head + f" {f['error'][:60]} |" + (" |" * (2 if key == "investment" else 4))
+            lines.append(head + f" {f['error'][:60]} |" + (" |" * (2 if exact else 4))
                          + f" {r['judge_s']:.1f} |")
-        elif key == "investment":
+        elif exact:
             lines.append(head + f" {_pct(f.get('euler_test_mean'))} | {welfare} | "
                          f"{r['judge_s']:.1f} |")
         else:
@@ -441,7 +447,7 @@ def economy_markdown(key: str, section: dict, budget: float) -> str:
     # the curve: accuracy at each checkpoint
     plan = sorted({c for r in rows for c in r["planned_checkpoints"]})
     if rows and plan:
-        cell_doc = ("policy error" if key == "investment" else
+        cell_doc = ("policy error" if exact else
                     "K − K_ref (%) / |Gini − Gini_ref| / Euler error ÷ the reference's")
         lines += ["", f"Accuracy at each checkpoint ({cell_doc}; ✓ bar met; *end*: the solver stopped by itself, "
                   "its final policy):", "",
@@ -451,7 +457,7 @@ def economy_markdown(key: str, section: dict, budget: float) -> str:
             cells = {c: "" for c in plan}
             end = ""
             for p in r["points"]:
-                cell = _point_cell(key, p)
+                cell = _point_cell(p)
                 if p["checkpoint"] is None:
                     end = f"{cell} ({_fmt_time(p['time'])})"
                 else:
@@ -494,7 +500,7 @@ def plot(key: str, section: dict, path: Path) -> Path | None:
     import matplotlib.ticker
 
     rows = [r for r in section["rows"] if any(not p.get("error") for p in r["points"])]
-    if key == "investment":
+    if _exact(section["reference"]):
         panels = [("relative policy error vs LQ", lambda p: p["euler_test_mean"], section["bar"]["policy_error_max"])]
     else:
         b = section["bar"]
@@ -542,14 +548,14 @@ def run_economy(key: str, args, device, seed_everything, log) -> dict:
     economy = benchmark_economy(key)
     start = time.perf_counter()
     reference = reference_for(economy, solve=True, log=log)
-    ref = {**reference_summary(key, reference), "load_s": time.perf_counter() - start}
-    bar = bar_of(key, ref)
+    ref = {**reference_summary(reference), "load_s": time.perf_counter() - start}
+    bar = bar_of(ref)
     log(f"{key}: {len(runs)} config(s): {', '.join(r['config'] for r in runs) or 'none'}; bar: {bar['text']}")
     rows = []
     for run in runs:
         log(f"{key}: training {run['config']} ({run['solver']}) for at most {args.budget:g} s")
         record = train_with_snapshots(run, args.budget, args.checkpoints, device, seed_everything)
-        record = score_run(key, record, reference, bar, welfare=not args.no_welfare)
+        record = score_run(record, reference, bar, welfare=not args.no_welfare)
         rows.append(record)
         reached = _fmt_time(record["time_to_bar_s"]) if record["time_to_bar_s"] is not None else record["not_reached"]
         log(f"{key}: {run['config']}: stopped by {record['stopped_by']} at {record['train_end_s']:.1f} s, "

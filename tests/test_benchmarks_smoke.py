@@ -206,18 +206,18 @@ def test_time_to_accuracy_selects_the_shipped_configs():
 
 
 def test_time_to_accuracy_bars():
-    ref = {"euler_test_mean": 1e-3, "K_mean": 40.0, "wealth_gini": 0.25}
-    bar = time_to_accuracy.bar_of("ks", ref)
+    ref = {"source": "ks_classical", "euler_test_mean": 1e-3, "K_mean": 40.0, "wealth_gini": 0.25}
+    bar = time_to_accuracy.bar_of(ref)
     good = {"K_mean": 40.3, "K_reference": 40.0, "wealth_gini": 0.26, "wealth_gini_reference": 0.25,
             "euler_test_mean": 1.9e-3}
-    assert time_to_accuracy.check_bar("ks", good, bar)["met"]
+    assert time_to_accuracy.check_bar(good, bar)["met"]
     for key, value in (("K_mean", 40.5), ("wealth_gini", 0.28), ("euler_test_mean", 2.1e-3)):
-        verdict = time_to_accuracy.check_bar("ks", {**good, key: value}, bar)
+        verdict = time_to_accuracy.check_bar({**good, key: value}, bar)
         assert not verdict["met"]
-    inv = time_to_accuracy.bar_of("investment", {})
-    assert time_to_accuracy.check_bar("investment", {"euler_test_mean": 9e-4}, inv)["met"]
-    assert not time_to_accuracy.check_bar("investment", {"euler_test_mean": 1.1e-3}, inv)["met"]
-    assert not time_to_accuracy.check_bar("investment", {"error": "InvalidPolicyOutput: nan"}, inv)["met"]
+    inv = time_to_accuracy.bar_of({"source": "exact"})  # an exact reference: the policy-error bar
+    assert time_to_accuracy.check_bar({"euler_test_mean": 9e-4}, inv)["met"]
+    assert not time_to_accuracy.check_bar({"euler_test_mean": 1.1e-3}, inv)["met"]
+    assert not time_to_accuracy.check_bar({"error": "InvalidPolicyOutput: nan"}, inv)["met"]
     assert time_to_accuracy.plan_checkpoints([15, 30, 60], 45) == [15, 30, 45]
     assert time_to_accuracy.plan_checkpoints([15, 30], 10) == []
 

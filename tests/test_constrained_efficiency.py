@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import constrained_efficiency as ce  # noqa: E402
-from test_deepham import output_bias_gradient  # noqa: E402
+from test_deepham import clone_share_policy, output_bias_gradient  # noqa: E402
 
 CONFIGS = ("dhkr_market", "dhkr_market_deepham", "dhkr_market_aggshock", "dhkr_planner", "dhkr_planner_aggshock")
 #: tiny DeepHAM settings (as tests/test_deepham.py's)
@@ -122,15 +122,8 @@ def competitive_clone(market):
     data = states[:64]
     # shares of constrained households (≈ 1) clamped: their logits do not matter (the sigmoid is flat there)
     target = torch.logit(solver.policy(data).clamp(0.01, 0.99))
-    torch.manual_seed(0)
-    clone = DeepHAMSolver(economy, {**TINY, "price_taker": True, "learners": "all"})
-    optimizer = torch.optim.Adam(clone.actor.parameters(), lr=5e-3)
-    for _ in range(500):
-        loss = (torch.logit(clone.policy(data).clamp(1e-6, 1 - 1e-6)) - target).square().mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return clone.actor.state_dict(), float(loss.detach())
+    clone, loss = clone_share_policy(economy, TINY, data, target, steps=500)
+    return clone.actor.state_dict(), loss
 
 
 def _bias_gradient(market, competitive_clone, extra: dict, seed: int) -> float:

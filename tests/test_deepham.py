@@ -211,15 +211,22 @@ def competitive_clone():
                 recorded.append(state)
     data = torch.cat(recorded)
     target = torch.logit(classical.policy(data).clamp(1e-4, 1 - 1e-4))
+    clone, _ = clone_share_policy(economy, KS_TINY, data, target, steps=600)
+    return economy, classical, clone.actor.state_dict(), state
+
+
+def clone_share_policy(economy, config: dict, data, target: torch.Tensor, *, steps: int):
+    """A price-taking DeepHAM solver whose actor is regressed (in logits of the consumption share) on ``target`` at
+    ``data``; returns it and the final loss (also used by the constrained-efficiency test)."""
     torch.manual_seed(0)
-    clone = DeepHAMSolver(economy, {**KS_TINY, "price_taker": True, "learners": "all"})
+    clone = DeepHAMSolver(economy, {**config, "price_taker": True, "learners": "all"})
     optimizer = torch.optim.Adam(clone.actor.parameters(), lr=5e-3)
-    for _ in range(600):
+    for _ in range(steps):
         loss = (torch.logit(clone.policy(data).clamp(1e-6, 1 - 1e-6)) - target).square().mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return economy, classical, clone.actor.state_dict(), state
+    return clone, float(loss.detach())
 
 
 def _consumption_bias_gradient(competitive_clone, extra: dict, seed: int) -> float:
