@@ -10,15 +10,13 @@
 from .config import Config, ConfigError
 from .evaluate import EvaluationResult, evaluate, evaluate_solver
 from .networks import DeepSets, DeepSetsConfig, count_parameters, make_actor, make_critic, published_config
-from .solvers import EulerConfig, EulerSolver, Solver, list_solvers, make_solver, register_solver
+from .solvers import Solver, list_solvers, make_solver, register_solver
 
 __all__ = [
     "Config",
     "ConfigError",
     "DeepSets",
     "DeepSetsConfig",
-    "EulerConfig",
-    "EulerSolver",
     "EvaluationResult",
     "Solver",
     "count_parameters",

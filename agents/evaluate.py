@@ -36,7 +36,10 @@ Every call of the judged policy is checked (:class:`~agents.policy_check.Checked
 or a value outside the action bounds raises :class:`~agents.policy_check.InvalidPolicyOutput` naming the kind, the
 judge's stage, the economy index, the agent and the period — it is never averaged into a number.
 
-The result is an :class:`EvaluationResult`, a dataclass that round-trips through JSON.
+The result is an :class:`EvaluationResult`, a dataclass that round-trips through JSON (strict JSON: non-finite
+numbers as null, :mod:`agents.jsonable`) and renders its own report — :meth:`~EvaluationResult.scalars` (the
+headline numbers), :meth:`~EvaluationResult.table_rows` and :meth:`~EvaluationResult.to_markdown` — the same for a
+run (``judge.md``, W&B), a comparison and a benchmark.
 """
 
 from __future__ import annotations
@@ -58,22 +61,34 @@ from torch import nn
 from hetagents_env.economies.core import Economy, Policy
 
 from .aggregate_law import den_haan_of_policy
+from .jsonable import dumps, json_value
 from .networks import count_parameters
 from .policy_check import CheckedPolicy, InvalidPolicyOutput
 from .reference import Reference, ReferenceUnavailable, reference_for
 from .reference_judge import score_against_reference
 from .residuals import batched_residual, residual_options
 
-__all__ = ["SELF_CONSISTENCY", "EvaluationResult", "InvalidPolicyOutput", "evaluate", "evaluate_solver", "lq_errors",
-           "simulate_paths"]
+__all__ = ["REFERENCE_SCALARS", "SELF_CONSISTENCY", "EvaluationResult", "InvalidPolicyOutput", "evaluate",
+           "evaluate_solver", "format_value", "lq_errors", "simulate_paths"]
 
 #: the result's fields that measure a policy's consistency with itself (secondary: a wrong policy can score well)
 SELF_CONSISTENCY = ("euler_mse", "euler_mean_abs", "euler_by_period", "den_haan", "bellman")
 
+#: the reference section's numbers among the headline scalars (:meth:`EvaluationResult.scalars`: W&B summary,
+#: summary.json)
+REFERENCE_SCALARS = (
+    "errors_test.mean", "errors_test.p99", "errors_test.max", "errors_test.log10_mean", "errors_own.mean",
+    "errors_own.p99", "errors_own.max", "stationary.wasserstein", "stationary.wasserstein_noise",
+    "stationary.policy.K_mean", "stationary.policy.K_sd", "stationary.policy.wealth_gini",
+    "stationary.policy.consumption_gini", "stationary.reference.K_mean", "stationary.reference.wealth_gini",
+    "welfare.mean_pct", "welfare.se_pct",
+)
+
 
 @dataclasses.dataclass
 class EvaluationResult:
-    """Everything the judge measured. ``to_json()`` / ``from_json()`` round-trip (non-finite floats -> null)."""
+    """Everything the judge measured. ``to_json()`` / ``from_json()`` round-trip (non-finite floats -> null);
+    ``scalars()``, ``table_rows()`` and ``to_markdown()`` are its report."""
 
     economy: str
     n_agents: int
@@ -127,12 +142,109 @@ class EvaluationResult:
             data = data.get(part) if isinstance(data, Mapping) else None
         return data
 
+    # ------------------------------------------------------------------------------------------ the report
+    def scalars(self) -> dict[str, Any]:
+        """The headline numbers: every top-level number of the result (but the seed), the aggregates' statistics
+        (``aggregates.<name>.<stat>``) and the reference section's numbers of :data:`REFERENCE_SCALARS`
+        (``reference.<path>``, e.g. ``reference.welfare.mean_pct``). Non-finite numbers are None."""
+        data = self.to_dict()
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            if _is_number(value) and key != "seed":
+                out[key] = value
+        for name, stats in (data.get("aggregates") or {}).items():
+            for stat, value in stats.items():
+                out[f"aggregates.{name}.{stat}"] = value
+        if (data.get("reference") or {}).get("status") == "scored":
+            for path in REFERENCE_SCALARS:
+                value = self.reference_metric(path)
+                if _is_number(value):
+                    out[f"reference.{path}"] = value
+        return out
+
+    def table_rows(self) -> list[tuple[str, str]]:
+        """(metric, formatted value) rows: the reference-based metrics first, then the self-consistency measures
+        (marked: a wrong policy can score well on them), then the rest of :meth:`scalars` and the aggregates."""
+        fmt = format_value
+        rows = self._reference_rows()
+        rows += [("Euler residual MSE, own paths (self-consistency)", fmt(self.euler_mse)),
+                 ("mean abs. Euler residual, own paths (self-consistency)", fmt(self.euler_mean_abs))]
+        if self.bellman is not None:
+            rows.append(("Bellman error (self-consistency)", fmt(self.bellman_error)))
+        if self.den_haan is not None:
+            rows.append(("Den Haan statistic, mean / max % (self-consistency)",
+                         f"{fmt(self.den_haan.get('mean_pct'))} / {fmt(self.den_haan.get('max_pct'))}"))
+        if self.lq_abs_error is not None:
+            rows += [("policy error vs LQ, mean abs.", fmt(self.lq_abs_error)),
+                     ("policy error vs LQ, relative", f"{100 * self.lq_rel_error:.3g} %"),
+                     ("policy error vs LQ, max abs.", fmt(self.lq_max_abs_error))]
+        labels = {"wall_time": "training wall time (s)", "n_params": "parameters", "eval_time": "judge time (s)"}
+        shown = ("euler_mse", "euler_mean_abs", "lq_abs_error", "lq_rel_error", "lq_max_abs_error", "n_agents",
+                 "trajectories", "horizon")
+        for key, value in self.scalars().items():
+            if key.startswith(("aggregates.", "reference.")) or key in shown:
+                continue
+            rows.append((labels.get(key, key), fmt(value)))
+        for name, stats in self.aggregates.items():
+            rows.append((f"{name} on the test paths: mean (sd)", f"{fmt(stats['mean'])} ({fmt(stats['sd'])})"))
+        return rows
+
+    def to_markdown(self) -> str:
+        """A heading line (solver, economy, N, test paths, seed) and :meth:`table_rows` as a markdown table."""
+        head = (f"Judge: {self.solver} on {self.economy}, N = {self.n_agents}, {self.trajectories} test paths × "
+                f"{self.horizon + 1} states, seed {self.seed}\n\n")
+        lines = ["| metric | value |", "|---|---|"] + [f"| {m} | {v} |" for m, v in self.table_rows()]
+        return head + "\n".join(lines) + "\n"
+
+    def _reference_rows(self) -> list[tuple[str, str]]:
+        """The reference section as (metric, value) rows: first in the table, the judge's primary metrics."""
+        ref, m, fmt = self.reference, self.reference_metric, format_value
+        if ref is None:
+            return []
+        if ref.get("status") != "scored":
+            return [("reference metrics", f"skipped: {ref.get('reason')}")]
+        origin = "exact" if ref.get("source") == "exact" else (
+            f"{ref.get('source')}, {'cached' if ref.get('cached') else 'solved now'}"
+            + (f" (solve {ref['solve_time']:.3g} s)" if isinstance(ref.get("solve_time"), (int, float)) else "")
+            + (f", converged = {ref.get('converged')}" if ref.get("converged") is not None else ""))
+        rows = [("reference", origin)]
+        for where, label in (("errors_test", "common test states"), ("errors_own", "own ergodic set")):
+            err = m(where)
+            if err:
+                what = "unit-free Euler error abs(1 - c/c_EE)" if err.get("kind") == "relative_euler" else \
+                    "relative policy error abs(u - u_ref)/abs(u_ref)"
+                rows.append((f"{what}, {label}: mean / p99 / max", f"{fmt(err['mean'])} / {fmt(err['p99'])} / "
+                             f"{fmt(err['max'])} (log10 mean {err['log10_mean']:.2f})"))
+        welfare = m("welfare")
+        if welfare:
+            name = "welfare loss, consumption equivalent" if welfare["kind"] == "consumption_equivalent" else \
+                "welfare loss, relative value"
+            se = f" ± {welfare['se_pct']:.2g}" if welfare.get("se_pct") is not None else ""
+            rows.append((f"{name} (%, > 0: worse than the reference)", f"{welfare['mean_pct']:.4g}{se}"))
+        stat = m("stationary")
+        if stat:
+            pol, ref_stat = stat["policy"], stat["reference"]
+            rows.append(("Wasserstein-1 of wealth to the reference (noise level)",
+                         f"{fmt(stat['wasserstein'])} ({fmt(stat['wasserstein_noise'])})"))
+            pairs = [("K mean", "K_mean"), ("K sd", "K_sd"), ("wealth Gini", "wealth_gini"),
+                     ("consumption Gini", "consumption_gini"), ("wealth p10", "wealth_p10"),
+                     ("wealth p50", "wealth_p50"), ("wealth p90", "wealth_p90"), ("wealth p99", "wealth_p99")]
+            for label, key in pairs:
+                if pol.get(key) is not None:
+                    rows.append((f"stationary {label}: policy / reference", f"{fmt(pol[key])} / {fmt(ref_stat[key])}"))
+            rows.append(("stationary simulation", f"{stat['economies']} economies from the reference's ergodic set "
+                         f"(reached in {ref.get('ergodic_burn_in')} periods from the initial state), burn-in "
+                         f"{stat['burn_in']} periods ({stat.get('burn_in_rule')}), {stat['periods']} recorded"))
+        return rows
+
+    # ------------------------------------------------------------------------------------------ JSON
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(dataclasses.asdict(self))
+        """The fields as strict-JSON-ready data (:func:`agents.jsonable.json_value`: non-finite numbers -> None)."""
+        return json_value(dataclasses.asdict(self))
 
     def to_json(self, path: str | os.PathLike | None = None, *, indent: int | None = 2) -> str:
         """JSON text; also written to ``path`` when given."""
-        text = json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+        text = dumps(self.to_dict(), indent=indent)
         if path is not None:
             with open(path, "w") as f:
                 f.write(text + "\n")
@@ -425,13 +537,21 @@ def _percentiles(x: torch.Tensor, percents: tuple[float, ...]) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def _jsonable(value: Any) -> Any:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def format_value(value: Any) -> str:
+    """A number as the judge's table shows it: ``—`` for None, thousands separators for ints, 4 significant digits
+    (scientific notation outside [1e-3, 1e5))."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
     if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, torch.Tensor):
-        return _jsonable(value.tolist())
-    return value
+        if not math.isfinite(value):
+            return str(value)
+        return f"{value:.4g}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}"
+    return str(value)

@@ -351,17 +351,6 @@ class DeepSets(nn.Module):
         self.phi.sharded, self.phi.group = bool(sharded), group
         return self
 
-    # -------------------------------------------------------------- tensordict composition
-    @property
-    def in_keys(self) -> list[str]:
-        return list(dict.fromkeys(self.features.set + self.features.own + self.features.aggregate))
-
-    def as_tensordict_module(self, out_key: str = "action"):
-        """This network as a ``tensordict.nn.TensorDictModule`` reading :attr:`in_keys`, writing ``out_key``."""
-        from tensordict.nn import TensorDictModule
-
-        return TensorDictModule(_KeysAdapter(self), in_keys=self.in_keys, out_keys=[out_key])
-
     # -------------------------------------------------------------- public pieces (critics, the Bellman judge)
     @property
     def output_layer(self) -> nn.Linear:
@@ -421,18 +410,6 @@ class DeepSets(nn.Module):
             context, first.weight[:, self.n_own :], first.bias
         ).unsqueeze(-2)
         return self._head(self.rho[1:](h)).squeeze(-1)
-
-
-class _KeysAdapter(nn.Module):
-    """Positional tensors (in ``net.in_keys`` order) -> ``net(TensorDict)`` for TensorDictModule."""
-
-    def __init__(self, net: DeepSets) -> None:
-        super().__init__()
-        self.net = net
-
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        batch = tensors[0].shape[:1]
-        return self.net(TensorDict(dict(zip(self.net.in_keys, tensors)), batch_size=batch))
 
 
 class CallablePolicy(nn.Module):

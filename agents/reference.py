@@ -47,7 +47,7 @@ from hetagents_env.economies.core import Economy, Policy
 
 from . import reference_cache as cache
 from .reference_metrics import gini, simulate_stationary, welfare_horizon
-from .solvers.base import SOLVERS, make_solver
+from .solvers.registry import SOLVERS, make_solver
 
 __all__ = ["DEFAULT_MIXING_PERIODS", "Reference", "ReferenceProtocol", "ReferenceUnavailable", "reference_for"]
 

@@ -8,7 +8,8 @@
   line of every ``benchmarks/results/*.md`` (:func:`write_results` puts it there).
 * :func:`result_stem` — ``NAME``, ``NAME_quick`` (``--quick`` runs never overwrite the committed full results) and
   ``_cuda`` for GPU runs.
-* :func:`write_results` — ``NAME.json`` (indented, UTF-8) and ``NAME.md`` (machine line + the table) in ``out``.
+* :func:`write_results` — ``NAME.json`` (indented, UTF-8, strict JSON: NaN as null) and ``NAME.md`` (machine line +
+  the table) in ``out``.
 
 Importable as ``from _common import ...`` from a benchmark run as a script (``benchmarks/`` is then on
 ``sys.path``) and as ``from benchmarks._common import ...`` from the repository root.
@@ -17,7 +18,6 @@ Importable as ``from _common import ...`` from a benchmark run as a script (``be
 from __future__ import annotations
 
 import datetime
-import json
 import math
 import os
 import platform
@@ -90,8 +90,8 @@ def machine_line(machine: dict[str, Any] | None, date: str | None = None) -> str
     before = m.get("load_average_before", m.get("load_start"))
     after = m.get("load_average_after", m.get("load_end"))
     load = ""
-    if before:
-        load = f", load average {before[0]:.1f}" + (f" → {after[0]:.1f}" if after else "")
+    if before and before[0] is not None:  # None: not measured (NaN, written to JSON as null)
+        load = f", load average {before[0]:.1f}" + (f" → {after[0]:.1f}" if after and after[0] is not None else "")
     return (
         f"*Machine: {', '.join(str(x) for x in parts if x)}; {m.get('threads', '?')} torch thread(s); "
         f"torch {m.get('torch', 'version not recorded')}; {when}{load}.*"
@@ -107,11 +107,14 @@ def result_stem(name: str, quick: bool = False, device: str | torch.device = "cp
 def write_results(out: Path | str, stem: str, result: dict[str, Any], markdown: str | None = None) -> list[Path]:
     """Write ``out/stem.json`` and, if given, ``out/stem.md`` = :func:`machine_line` + a blank line + ``markdown``.
 
-    ``result["machine"]`` (and ``result["date"]``) describe the run. Returns the written paths."""
+    ``result["machine"]`` (and ``result["date"]``) describe the run. The JSON is strict (:mod:`agents.jsonable`:
+    NaN / inf as null; objects JSON does not know as their ``str``). Returns the written paths."""
+    from agents.jsonable import dumps
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{stem}.json"]
-    paths[0].write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
+    paths[0].write_text(dumps(result, indent=2, default=str) + "\n", encoding="utf-8")
     if markdown is not None:
         paths.append(out / f"{stem}.md")
         paths[1].write_text(with_machine_line(result, markdown), encoding="utf-8")

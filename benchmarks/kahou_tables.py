@@ -64,6 +64,7 @@ import agents  # noqa: E402
 import hetagents_env  # noqa: E402
 from _common import RESULTS, machine_info, with_machine_line  # noqa: E402
 from agents.evaluate import lq_errors  # noqa: E402
+from agents.jsonable import dumps  # noqa: E402
 
 #: published medians (slides Tables 1 and 2); time in seconds, params in thousands
 PUBLISHED = {
@@ -313,7 +314,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     payload = {"published": PUBLISHED, "sections": sections}
     if machine is not None:
         payload["machine"] = machine
-    out_json.write_text(json.dumps(payload, indent=2) + "\n")
+    out_json.write_text(dumps(payload, indent=2) + "\n")  # strict JSON: NaN as null
     table = markdown(sections, machine)
     out_md.write_text(table)
     print(table)

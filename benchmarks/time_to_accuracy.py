@@ -114,7 +114,7 @@ def benchmark_economy(key: str):
 def select_configs(key: str, paths: list[Path] | None = None, quick: bool = False) -> tuple[list[dict], list[dict]]:
     """``(runs, skipped)`` for economy ``key``: the configs to run (dicts with path, overrides, solver) and the
     skipped ones / registered solvers without a config (dicts with what and why)."""
-    from agents.solvers.base import SOLVERS
+    from agents.solvers.registry import SOLVERS
     from train.config import ConfigFileError, load_experiment
 
     spec = ECONOMIES[key]

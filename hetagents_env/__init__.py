@@ -6,8 +6,10 @@ Two sub-packages with :func:`make` above both:
   reference solutions' ingredients); an economy is one module that registers itself with ``@register_economy``;
 * :mod:`hetagents_env.interfaces` — the stateful batched env and the Gymnasium, PettingZoo and TorchRL facades.
 
-``make(env_id, num_envs=B, n_agents=N, ...)`` returns a stateful batched env; ``env.economy`` holds the pure
-functions (``initial_state``, ``sample_shocks``, ``transition``, ``reward``, ``observe``, ``euler_residual``).
+``make(env_id, num_envs=B, n_agents=N, ...)`` returns a stateful batched env; ``env.economy`` holds the pure functions
+(``initial_state``, ``sample_shocks``, ``transition``, ``reward``, ``observe``, ``euler_residual``). The keywords
+every interface shares are the fields of :class:`EnvOptions`; ``make(env_id, options=EnvOptions(...))`` takes them as
+one object.
 """
 
 from ._version import __version__  # noqa: F401
@@ -17,7 +19,7 @@ from .economies.households import HouseholdEconomy
 from .economies.investment import InvestmentEconomy, InvestmentParams
 from .economies.krusell_smith import KrusellSmithEconomy, KrusellSmithParams
 from .factory import make
-from .interfaces import EconomyEnv, FusedStep
+from .interfaces import EconomyEnv, EnvOptions, FusedStep
 
 # Gymnasium ids "hetagents/<id>" for every registered economy, now and later (gymnasium imports in ~0.05 s; the
 # pettingzoo and torchrl facades are imported only when used: hetagents_env.interfaces.pettingzoo / .torchrl)
@@ -31,6 +33,7 @@ __all__ = [
     "HouseholdEconomy",
     "Economy",
     "EconomyEnv",
+    "EnvOptions",
     "FusedStep",
     "InvestmentEconomy",
     "InvestmentParams",

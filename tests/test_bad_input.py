@@ -1,4 +1,5 @@
-"""What bad input gets: unknown ids and keywords, out-of-range parameters, bad transition matrices, bad actions.
+"""What bad input gets: unknown ids and keywords, out-of-range parameters, bad transition matrices, bad actions, bad
+interface options.
 
 The allowed ranges below are written from the specification (issue 2, REFERENCE.md), not read from the code.
 """
@@ -15,7 +16,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import CUDA_AVAILABLE, ENV_IDS
-from hetagents_env import InvestmentEconomy, KrusellSmithEconomy, list_envs, make
+from hetagents_env import EnvOptions, InvestmentEconomy, KrusellSmithEconomy, list_envs, make
 from hetagents_env.economies.krusell_smith import DEFAULT_TRANSITION
 
 INF = math.inf
@@ -453,3 +454,105 @@ def test_negligible_aggregate_transitions_are_not_checked_for_unemployment_consi
     assert float(eco.prob_z[0, 1]) == 1.0
     with pytest.raises(ValueError, match="inconsistent with the unemployment rates"):  # a real inconsistency still fails
         KrusellSmithEconomy(3, unemployment_bad=0.25, unemployment_good=0.1, transition=matrix)
+
+
+# ---------------------------------------------------------------------------------------------- interface options
+BAD_OPTIONS = [
+    ("n_agents", 0, ">= 1"),
+    ("n_agents", 2.5, ">= 1"),
+    ("n_agents", True, ">= 1"),
+    ("max_episode_steps", -3, ">= 1"),
+    ("max_episode_steps", "10", ">= 1"),
+    ("device", "gpu0", "device"),
+    ("device", 3.5, "device"),
+    ("dtype", torch.int64, "floating"),
+    ("dtype", "float32", "floating"),
+    ("seed", 1.5, "integer"),
+    ("seed", "3", "integer"),
+    ("seed", True, "integer"),
+    ("check_actions", 1, "True or False"),
+    ("check_actions", "yes", "True or False"),
+    ("compile", None, "True or False"),
+    ("action_bound", 0.0, "> 0"),
+    ("action_bound", -1, "> 0"),
+    ("action_bound", INF, "> 0"),
+    ("action_bound", math.nan, "> 0"),
+    ("action_bound", True, "> 0"),
+    ("action_bound", "1", "> 0"),
+    ("params", [("nu", 1.5)], "mapping"),
+    ("params", {1: 2.0}, "names"),
+]
+
+
+@pytest.mark.parametrize("name, bad, fragment", BAD_OPTIONS, ids=lambda v: repr(v)[:20])
+def test_bad_options_name_the_field_and_the_value_in_one_line(name, bad, fragment):
+    with pytest.raises(ValueError) as err:
+        EnvOptions(**{name: bad})
+    message = str(err.value)
+    assert "\n" not in message and name in message and fragment in message, message
+    if name != "params":
+        assert repr(bad) in message, message
+
+
+@pytest.mark.parametrize("api", ["torch", "gymnasium", "pettingzoo", "torchrl"])
+@pytest.mark.parametrize(
+    "name, bad, fragment", [case for case in BAD_OPTIONS if case[0] != "params"][::2], ids=lambda v: repr(v)[:20]
+)
+def test_every_interface_rejects_bad_option_keywords_the_same_way(api, name, bad, fragment):
+    if api == "torchrl" and name == "compile":
+        pytest.skip("TorchRL's EnvBase takes the keyword compile= for itself (EnvOptions(compile=...) reaches the env)")
+    with pytest.raises(ValueError) as by_keyword:
+        make("KrusellSmith-v0", api=api, **{name: bad})
+    with pytest.raises(ValueError) as direct:
+        EnvOptions(**{name: bad})
+    assert str(by_keyword.value) == str(direct.value)
+
+
+def test_params_keyword_is_an_unknown_parameter_not_the_field():
+    """The parameters are keywords of their own; a keyword ``params`` is an economy parameter like any other."""
+    with pytest.raises(TypeError, match="'params'"):
+        make("Investment-v0", params={"nu": 1.5})
+
+
+@settings(max_examples=25)
+@given(
+    n_agents=st.one_of(st.integers(1, 10**6), st.integers(1, 1000).map(np.int64)),
+    seed=st.one_of(st.integers(-(2**63), 2**64 - 1), st.integers(0, 1000).map(np.int32)),
+    bound=st.floats(1e-30, 1e30),
+)
+def test_good_options_are_accepted_and_normalised(n_agents, seed, bound):
+    options = EnvOptions(n_agents=n_agents, seed=seed, action_bound=bound, device="cpu", dtype=torch.float64)
+    assert type(options.n_agents) is int and options.n_agents == n_agents
+    assert type(options.seed) is int and options.seed == seed
+    assert type(options.action_bound) is float and options.action_bound == bound
+    assert options.device == torch.device("cpu")
+
+
+def test_options_must_be_an_env_options():
+    with pytest.raises(ValueError, match="EnvOptions"):
+        make("Investment-v0", options={"n_agents": 3})
+    with pytest.raises(ValueError, match="EnvOptions"):
+        make("Investment-v0", api="gymnasium", options=EnvOptions.keywords())
+    with pytest.raises(TypeError, match="foo"):
+        EnvOptions(foo=1)
+
+
+def test_the_torch_env_has_no_action_box():
+    with pytest.raises(TypeError, match="action_bound"):
+        make("Investment-v0", action_bound=0.5)
+    with pytest.raises(TypeError, match="action_bound"):
+        make("Investment-v0", options=EnvOptions(action_bound=0.5))
+
+
+def test_an_economy_instance_fixes_what_the_options_would_set():
+    from hetagents_env.interfaces.torchrl import EconomyTorchRLEnv
+
+    economy = InvestmentEconomy(3)
+    with pytest.raises(ValueError, match="Economy instance.*n_agents.*nu"):
+        EconomyTorchRLEnv(economy, options=EnvOptions(n_agents=3, params={"nu": 1.5}))
+    EconomyTorchRLEnv(economy, options=EnvOptions(seed=0, max_episode_steps=2)).reset()
+
+
+def test_an_unknown_id_is_reported_before_bad_options():
+    with pytest.raises(ValueError, match="Foo-v0"):
+        make("Foo-v0", n_agents=0)

@@ -302,7 +302,21 @@ def test_divergence_stops_the_run_with_a_clear_message(tmp_path, capsys):
     assert "non-finite training: train_loss = inf at step 2" in line and "no checkpoint was written" in line
     run = tmp_path / "runs" / "div"
     assert CheckpointDir(run / "checkpoints").files() == []
-    assert json.loads((run / "summary.json").read_text())["status"] == "nonfinite"
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "nonfinite"
+    # strict JSON: the infinite loss is null, in summary.json and in metrics.jsonl alike
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert summary["final_metrics"]["train_loss"] is None and last["train_loss"] is None and last["step"] == 2
+
+
+def test_the_progress_bar_shows_the_solvers_progress_metrics():
+    from train.run import _loss_and_metric
+
+    metrics = {"step": 3, "train_loss": 0.5, "lr": 0.1, "val_mse": 0.25, "alm_change": 0.125, "K": 36.0}
+    assert _loss_and_metric(metrics, ("alm_change", "K")) == "alm_change=0.125 K=36"
+    assert _loss_and_metric(metrics, ("missing", "val_mse")) == "val_mse=0.25"  # the named ones that are there
+    # a solver that names none: its first loss and its first validation metric
+    assert _loss_and_metric(metrics) == _loss_and_metric(metrics, ("nothing",)) == "train_loss=0.5 val_mse=0.25"
 
 
 class _NaNAfterFour(EulerSolver):

@@ -151,3 +151,21 @@ def test_the_fused_step_rebuilds_its_shock_buffer(env_id):
     assert tuple(next_state.batch_size) == (3,)
     compiled = hetagents_env.FusedStep(env.economy, 3, compile=True)  # compiles lazily: nothing compiled here
     assert pickle.loads(pickle.dumps(compiled)).compiled
+
+
+@pytest.mark.parametrize("copier", list(COPIERS))
+@pytest.mark.parametrize("api", APIS)
+def test_an_env_built_from_options_copies_with_them(api, copier):
+    options = hetagents_env.EnvOptions(
+        n_agents=4, device="cpu", dtype=torch.float64, seed=3, max_episode_steps=5, params={"nu": 1.5}
+    )
+    assert COPIERS[copier](options) == options
+    env = hetagents_env.make("Investment-v0", api=api, options=options)
+    clone = COPIERS[copier](env)
+    if api != "torch":
+        assert clone.options == env.options == options
+    core, clone_core = core_of(env), core_of(clone)
+    assert clone_core.economy.params == core.economy.params and clone_core.economy.params.nu == 1.5
+    assert (clone_core.n_agents, clone_core.dtype, clone_core.max_episode_steps) == (4, torch.float64, 5)
+    reset(clone, api)
+    step(clone, api)

@@ -264,3 +264,18 @@ def test_at_the_competitive_solution_the_planner_saves_more(competitive_clone, s
     planner = _consumption_bias_gradient(competitive_clone, {"mode": "planner"}, seed)
     assert abs(game) < 0.2, f"the cloned competitive policy is not a best response: dJ/db = {game:.3f}"
     assert planner < game - 0.2, f"planner dJ/db = {planner:.3f}, game {game:.3f}"
+
+
+def test_the_learning_rate_decays_geometrically_over_the_configured_steps_bit_for_bit():
+    """Step k's learning rate is lr · (lr_end / lr)^min(k / (steps − 1), 1), across calls and past ``steps``; the
+    logged ``lr`` is the next step's."""
+    config = {**KS_TINY, "horizon": 5, "steps": 6, "lr": 3e-3, "lr_end": 7e-5, "val_every": 4,
+              "value": {**KS_TINY["value"], "epochs": 1}}
+    solver = DeepHAMSolver(ks(), config)
+    cfg, seen = solver.config, []
+    solver.optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+    solver.train(4)
+    solver.train()
+    solver.train(2)
+    assert seen == [cfg.lr * (cfg.lr_end / cfg.lr) ** min(k / (cfg.steps - 1), 1.0) for k in range(8)]
+    assert [m["step"] for m in solver.history] == [4, 6, 8] and solver.history[-1]["lr"] == solver.lr_at(8)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import math
+
+import gymnasium
+import numpy as np
 import pytest
 import torch
 
 import hetagents_env
-from conftest import CUDA_AVAILABLE, ENV_IDS
+from conftest import CUDA_AVAILABLE, ENV_IDS, action_sequence
 from hetagents_env import EconomyEnv, InvestmentEconomy, list_envs, make
 
 
@@ -223,3 +229,144 @@ def test_demo_runs_every_economy_under_its_own_policy(env_id, capsys):
     summary = demo(env_id, num_envs=2, steps=5, device="cpu", seed=0)
     assert all(map(lambda v: v == v and abs(v) < float("inf"), summary.values()))
     assert env_id in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------- options
+# The keywords every interface shares are the fields of one EnvOptions: keywords and the object build the same env,
+# and every interface built from the same options runs the same economies.
+APIS = ("torch", "gymnasium", "pettingzoo", "torchrl")
+STEPS = 3  # the options' horizon
+
+
+def example_options(**changes) -> hetagents_env.EnvOptions:
+    base = hetagents_env.EnvOptions(
+        n_agents=5, dtype=torch.float64, seed=11, max_episode_steps=3, check_actions=True, params={"beta": 0.95}
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def facade_step(env, api: str, action: torch.Tensor) -> None:
+    """One step of ``action`` ``(B, N)`` through the interface's own API."""
+    if api == "torch":
+        env.step(action)
+    elif api in ("gymnasium", "gymnasium-single"):
+        env.step(action.numpy() if api == "gymnasium" else action[0].numpy())
+    elif api == "pettingzoo":
+        env.step({agent: action[0, i : i + 1].numpy() for i, agent in enumerate(env.possible_agents)})
+    else:
+        from tensordict import TensorDict
+
+        td = TensorDict({"agents": TensorDict({"action": action.unsqueeze(-1)}, batch_size=action.shape)},
+                        batch_size=action.shape[:1])
+        env.step(td)
+
+
+def run_through(env, api: str, env_id: str, steps: int = STEPS) -> list[torch.Tensor]:
+    """Reset (no seed given: the options' seed applies) and step up to the horizon through the interface's API;
+    the core's state and step counters of every period."""
+    core = env if isinstance(env, EconomyEnv) else env.core
+    env.reset()
+    actions = action_sequence(env_id, steps, core.num_envs, core.n_agents).to(core.dtype)
+    out = []
+    for t in range(steps):
+        facade_step(env, api, actions[t])
+        out += [core.state[key].clone() for key in sorted(core.state.keys())] + [core.elapsed_steps.clone()]
+    return out
+
+
+def build(api: str, env_id: str, num_envs: int = 1, **kwargs):
+    return make(env_id, api=api, num_envs=num_envs, **kwargs)
+
+
+@pytest.mark.parametrize("api", APIS)
+def test_keywords_and_options_build_the_same_env(env_id, api):
+    options = example_options()
+    keywords = {
+        "n_agents": 5, "dtype": torch.float64, "seed": 11, "max_episode_steps": 3, "check_actions": True, "beta": 0.95,
+    }
+    num_envs = 1 if api == "pettingzoo" else 2
+    by_keywords = build(api, env_id, num_envs, **keywords)
+    by_options = build(api, env_id, num_envs, options=options)
+    # keywords next to the options replace its fields (and add to its parameters)
+    mixed = build(api, env_id, num_envs, options=example_options(n_agents=9, seed=0, params={}), n_agents=5, seed=11,
+                  beta=0.95)
+    envs = (by_keywords, by_options, mixed)
+    if api != "torch":
+        assert all(env.options == options for env in envs)
+    cores = [env if api == "torch" else env.core for env in envs]
+    for core in cores:
+        assert (core.n_agents, core.dtype, core.max_episode_steps) == (5, torch.float64, 3)
+        assert core.economy.params == cores[0].economy.params and core.economy.params.beta == 0.95
+    runs = [run_through(env, api, env_id) for env in envs]
+    assert same(runs[0], runs[1]) and same(runs[0], runs[2])
+
+
+def test_every_interface_built_from_the_same_options_agrees(env_id):
+    from hetagents_env.interfaces.gymnasium import EconomyGymEnv, EconomyVectorEnv
+    from hetagents_env.interfaces.pettingzoo import EconomyParallelEnv
+    from hetagents_env.interfaces.torchrl import EconomyTorchRLEnv
+
+    options = example_options(action_bound=0.25)
+    envs = {
+        "torch": make(env_id, options=dataclasses.replace(options, action_bound=None)),  # no action box there
+        "gymnasium": EconomyVectorEnv(env_id, 1, options=options),
+        "gymnasium-single": EconomyGymEnv(env_id, options=options),
+        "registered": gymnasium.make_vec(f"hetagents/{env_id}", num_envs=1, options=options),
+        "pettingzoo": EconomyParallelEnv(env_id, options=options),
+        "torchrl": EconomyTorchRLEnv(env_id, 1, options=options),
+    }
+    reference = run_through(envs.pop("torch"), "torch", env_id)
+    for name, env in envs.items():  # each run once: the first reset draws from the options' seed
+        assert same(run_through(env, "gymnasium" if name == "registered" else name, env_id), reference), name
+        assert env.unwrapped.options == options if name == "registered" else env.options == options, name
+    # the same action box everywhere
+    cls = hetagents_env.economy_class(env_id)
+    low = cls.action_low if math.isfinite(cls.action_low) else -0.25
+    high = cls.action_high if math.isfinite(cls.action_high) else 0.25
+    boxes = [
+        (envs["gymnasium"].single_action_space.low, envs["gymnasium"].single_action_space.high),
+        (envs["gymnasium-single"].action_space.low, envs["gymnasium-single"].action_space.high),
+        (envs["pettingzoo"].action_space(envs["pettingzoo"].possible_agents[0]).low,
+         envs["pettingzoo"].action_space(envs["pettingzoo"].possible_agents[0]).high),
+        (envs["torchrl"].action_spec["agents", "action"].space.low.numpy(),
+         envs["torchrl"].action_spec["agents", "action"].space.high.numpy()),
+    ]
+    for lo, hi in boxes:
+        assert np.all(lo == low) and np.all(hi == high)
+
+
+def test_the_option_keywords_are_written_once():
+    """``make`` and every facade take exactly the fields of EnvOptions as keywords, with its defaults."""
+    from hetagents_env.interfaces.gymnasium import EconomyGymEnv, EconomyVectorEnv
+    from hetagents_env.interfaces.pettingzoo import EconomyParallelEnv
+    from hetagents_env.interfaces.torchrl import EconomyTorchRLEnv
+
+    defaults = hetagents_env.EnvOptions()
+    for target in (make, EconomyVectorEnv, EconomyGymEnv, EconomyParallelEnv, EconomyTorchRLEnv):
+        parameters = inspect.signature(target.__init__ if isinstance(target, type) else target).parameters
+        assert parameters["options"].default is None, target
+        for name in hetagents_env.EnvOptions.keywords():
+            assert parameters[name].kind is inspect.Parameter.KEYWORD_ONLY, (target, name)
+            assert parameters[name].default == getattr(defaults, name), (target, name)
+        assert list(parameters)[-1] == "params"
+
+
+def test_from_kwargs_replaces_fields_and_merges_parameters():
+    EnvOptions = hetagents_env.EnvOptions
+    base = EnvOptions(n_agents=3, seed=1, params={"beta": 0.9, "nu": 1.5})
+    assert EnvOptions.from_kwargs() == EnvOptions()
+    assert EnvOptions.from_kwargs(base) is base
+    merged = EnvOptions.from_kwargs(base, seed=2, beta=0.95, delta=0.1)
+    assert merged == EnvOptions(n_agents=3, seed=2, params={"beta": 0.95, "nu": 1.5, "delta": 0.1})
+    assert base.params == {"beta": 0.9, "nu": 1.5}  # untouched
+    given = {"beta": 0.9}
+    options = EnvOptions(params=given)
+    given["beta"] = 0.5
+    assert options.params == {"beta": 0.9}  # a copy of the mapping given
+    # normalised values compare equal
+    assert EnvOptions(device="cpu", seed=np.int64(4), n_agents=np.int32(2)) == EnvOptions(
+        device=torch.device("cpu"), seed=4, n_agents=2
+    )
+    assert hash(EnvOptions(n_agents=2)) == hash(EnvOptions(n_agents=2))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        base.seed = 3

@@ -3,7 +3,9 @@ Solver interface (config validation, registry, hooks, budgets, checkpoints)."""
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 
 import pytest
 import torch
@@ -12,6 +14,7 @@ import agents
 import hetagents_env
 from agents.config import ConfigError
 from agents.evaluate import lq_errors
+from agents import schedules
 from agents.solvers import EulerConfig, EulerSolver, list_solvers, make_solver
 
 #: the benchmark's φ(Identity) recipe: the published network (49,409 parameters) on x − 0.9, the output level
@@ -195,3 +198,76 @@ def test_state_dict_round_trip():
     b.train(steps=2)
     with torch.no_grad():
         torch.testing.assert_close(a.policy(states), b.policy(states))
+
+
+def record_lrs(solver) -> list[float]:
+    """The learning rate of every optimizer step the solver takes from now on."""
+    seen = []
+    solver.optimizer.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+    return seen
+
+
+@pytest.mark.parametrize("schedule", [
+    {"lr_schedule": "step", "lr_step_epochs": 2, "lr_decay": 0.7},
+    {"lr_schedule": "cosine", "lr_min_factor": 0.1, "warmup_steps": 60, "lr": 7.5e-4},  # (lr·g)·w ≠ lr·(g·w) here
+    {"lr_schedule": "constant", "warmup_steps": 3},
+])
+def test_the_learning_rate_is_the_closed_form_at_the_fractional_epoch_bit_for_bit(schedule):
+    """Each step's learning rate is lr · schedule(epoch + start / n_train), times (step + 1) / warmup_steps during the
+    warm-up, multiplied in that order; a call stopped mid-epoch restarts the epoch with a fresh pass."""
+    solver = make_solver("euler", investment(8), {"horizon": 7, "batch_size": 5, "max_epochs": 5, "val_threshold": 0.0,
+                                                  **schedule})
+    cfg, n_train = solver.config, solver.train_states.batch_size[0]
+    seen = record_lrs(solver)
+    expected = []
+
+    def closed_form(epoch: float, step: int) -> float:
+        if cfg.lr_schedule == "step":
+            lr = cfg.lr * cfg.lr_decay ** math.floor(epoch / cfg.lr_step_epochs)
+        elif cfg.lr_schedule == "cosine":
+            lr = cfg.lr * (cfg.lr_min_factor + (1 - cfg.lr_min_factor) * 0.5 *
+                           (1 + math.cos(math.pi * min(epoch / cfg.max_epochs, 1.0))))
+        else:
+            lr = cfg.lr
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            lr *= (step + 1) / cfg.warmup_steps
+        return lr
+
+    def passes(steps: int) -> None:  # the positions of a call of `steps` steps (a fresh pass at the current epoch)
+        epoch, start, step = solver.epoch, 0, solver.step
+        for _ in range(steps):
+            expected.append(closed_form(epoch + start / n_train, step))
+            step, start = step + 1, start + cfg.batch_size
+            if start >= n_train:
+                epoch, start = epoch + 1, 0
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no scheduler warning either
+        for steps in (3, 2 * n_train // cfg.batch_size + 1, None):
+            passes(steps if steps is not None else 10_000)
+            solver.train(steps)
+    del expected[len(seen):]
+    assert seen == expected and len(seen) > 2 * n_train // cfg.batch_size
+    assert solver.history[-1]["lr"] == seen[-1]
+
+
+def test_position_lr_sets_every_group_to_the_base_times_the_factors_in_order():
+    params = [torch.nn.Parameter(torch.zeros(2)), torch.nn.Parameter(torch.zeros(3))]
+    optimizer = torch.optim.Adam([{"params": params[:1], "lr": 0.3}, {"params": params[1:], "lr": 7e-4}])
+    position = {"t": 0.0}
+
+    def factors() -> tuple[float, float]:
+        return schedules.cosine(position["t"], min_factor=0.1), schedules.linear_warmup(2, steps=7)
+
+    scheduler = schedules.PositionLR(optimizer, factors)
+    for t in (0.0, 0.37, 1.0, 2.0):
+        position["t"] = t
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            scheduler.step()
+        g, w = factors()
+        assert [group["lr"] for group in optimizer.param_groups] == [0.3 * g * w, 7e-4 * g * w]
+        assert scheduler.get_last_lr() == [0.3 * g * w, 7e-4 * g * w]
+        optimizer.step()
+    assert schedules.cosine(2.0, min_factor=0.1) == 0.1 and schedules.geometric(3.0, ratio=0.01) == 0.01
+    assert schedules.step_decay(4.9, every=2, decay=0.5) == 0.25 and schedules.linear_warmup(7, steps=7) == 1.0

@@ -85,3 +85,34 @@ def test_json_round_trip(tmp_path):
     assert json.loads(result.to_json())["lq_rel_error"] is None
     with pytest.raises(ValueError, match="unknown"):
         EvaluationResult.from_dict({**json.loads(text), "extra": 1})
+
+
+def test_the_one_json_convention_is_strict_json_with_null():
+    from pathlib import Path
+
+    import numpy as np
+
+    from agents.jsonable import dumps, json_value
+
+    value = {1: float("nan"), "t": torch.tensor([1.0, float("inf")]), "x": (np.float32(0.5), -float("inf")),
+             "p": Path("a/b"), "ok": [True, None, 3, "s"]}
+    assert json_value(value) == {"1": None, "t": [1.0, None], "x": [0.5, None], "p": "a/b", "ok": [True, None, 3, "s"]}
+    assert json.loads(dumps(value)) == json_value(value)
+
+
+def test_the_report_renders_from_the_result():
+    economy = investment(8, dtype=torch.float64)
+    result = evaluate(CallablePolicy(economy.lq_policy), economy, trajectories=2, horizon=3, n_params=7)
+    scalars = result.scalars()
+    assert scalars["euler_mse"] == result.euler_mse and scalars["n_params"] == 7 and "seed" not in scalars
+    assert scalars["aggregates.mean_x.mean"] == result.aggregates["mean_x"]["mean"]
+    assert scalars["reference.errors_test.mean"] == result.reference_metric("errors_test.mean")  # exact reference
+    rows = dict(result.table_rows())
+    assert rows["reference"] == "exact" and rows["parameters"] == "7"
+    markdown = result.to_markdown()
+    assert markdown.startswith(f"Judge: None on Investment-v0, N = 8, 2 test paths × 4 states, seed {result.seed}")
+    assert "| Euler residual MSE, own paths (self-consistency) |" in markdown
+    # non-finite numbers: not headline numbers (null in the JSON), written as such in the table
+    result.wall_time = result.euler_mse = float("nan")
+    assert "wall_time" not in result.scalars() and "euler_mse" not in result.scalars()
+    assert dict(result.table_rows())["Euler residual MSE, own paths (self-consistency)"] == "nan"

@@ -200,16 +200,6 @@ def test_zero_bias_init_and_output_bias_init():
     assert float(net.rho[-1].bias.detach()) == 0.5
 
 
-def test_tensordict_module_matches():
-    ks = krusell_smith(10)
-    net = make_actor(ks, DeepSetsConfig(phi="identity", rho_widths=(16,), head="sigmoid"), seed=0)
-    module = net.as_tensordict_module("action")
-    state = random_state(ks, 4)
-    out = module(state.clone())
-    torch.testing.assert_close(out["action"], net(state))
-    assert set(module.in_keys) == {"k", "e", "z"}
-
-
 def test_default_features():
     f = default_features(investment(4))
     assert f.set == ("x",) and f.own == () and f.aggregate == ()

@@ -11,10 +11,11 @@ from tensordict import TensorDict
 
 import agents
 import hetagents_env
-from agents.solvers.rl import DDPGSolver, PPOSolver, TD0Solver, TD3Solver
-from agents.solvers.rl.common import (
-    AgentNormal, CenteredGaussianNoise, StateActionValue, default_scaling, linear_policy_value, monte_carlo_value,
+from agents.solvers.rl import (
+    AgentNormal, CenteredGaussianNoise, DDPGSolver, PPOSolver, StateActionValue, TD0Solver, TD3Solver, default_scaling,
+    monte_carlo_value,
 )
+from hetagents_env.economies.lq import linear_policy_value
 
 from conftest import ENV_IDS  # noqa: E402
 TINY_PPO = {"num_envs": 4, "rollout_steps": 8, "horizon": 8, "minibatch": 8, "epochs": 2}
@@ -71,14 +72,22 @@ def test_td0_learns_the_lq_value():
     assert v.shape == (solver.test_states.batch_size[0], 16) and bool(torch.isfinite(v).all())
 
 
-@pytest.mark.parametrize("target", ["none", "hard"])
-def test_td0_target_options_and_krusell_smith(target):
+def test_td0_target_options_change_the_bootstrap_on_krusell_smith():
+    """The same seed and data under each target rule: the rules bootstrap from different critics, so the learned
+    values differ ("hard" with target_every = 1 copies the live critic after every step: the same as "none")."""
     eco = economy("KrusellSmith-v0", n=6)
-    solver = TD0Solver(eco, {"num_envs": 4, "target": target, "target_every": 3, "log_every": 5})
-    metrics = solver.train(steps=10)
-    assert math.isfinite(metrics["td_loss"]) and solver.exact_value is None
-    values = solver.value(eco.initial_state(3, eco.generator(0)))
-    assert values.shape == (3, 6) and bool(torch.isfinite(values).all())
+    probe = eco.initial_state(3, eco.generator(0))
+    values = {}
+    for target, every in (("none", 3), ("soft", 3), ("hard", 3), ("hard", 1)):
+        solver = TD0Solver(eco, {"num_envs": 4, "target": target, "target_every": every, "log_every": 5, "seed": 0})
+        metrics = solver.train(steps=10)
+        assert math.isfinite(metrics["td_loss"]) and solver.exact_value is None
+        v = solver.value(probe).detach()
+        assert v.shape == (3, 6) and bool(torch.isfinite(v).all())
+        values[target, every] = v
+    assert torch.equal(values["hard", 1], values["none", 3])
+    for a, b in (("none", "soft"), ("none", "hard"), ("soft", "hard")):
+        assert not torch.allclose(values[a, 3], values[b, 3], rtol=0, atol=1e-7), (a, b)
 
 
 def test_td0_evaluates_a_given_policy():
@@ -197,6 +206,50 @@ def test_budget_and_agent_step_limit():
     solver = DDPGSolver(eco, TINY_DDPG)
     solver.train(budget=0.5)
     assert solver.step >= 1
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_learning_rates_follow_the_schedule_of_the_call(schedule):
+    """Every step's learning rate is base · factor, the factor the cosine of the fraction of the ``train`` call done
+    before the step (logged as ``lr_factor``); a second call starts a new schedule; "constant": the base rates."""
+    from agents import schedules
+
+    eco = economy("Investment-v0", n=4)
+    cfg = {**TINY_PPO, "lr_schedule": schedule, "lr_min_factor": 0.1}
+    solver = PPOSolver(eco, cfg)
+    for steps in (4, 2):
+        start = len(solver.history)
+        solver.train(steps=steps)
+        factors = [m["lr_factor"] for m in solver.history[start:]]
+        expected = [1.0 if schedule == "constant" else schedules.cosine(k / steps, min_factor=0.1)
+                    for k in range(steps)]
+        assert factors == expected
+        for optimizer, base in solver._optimizers():
+            assert [g["lr"] for g in optimizer.param_groups] == [base * expected[-1]]
+
+
+def test_a_non_finite_metric_stops_the_run_at_its_logging_point():
+    class NaNAfterTwo(TD0Solver):
+        def _step(self):
+            out = super()._step()
+            return {**out, "td_loss": float("nan")} if self.step >= 2 else out
+
+    solver = NaNAfterTwo(economy("Investment-v0", n=4), {"num_envs": 4, "log_every": 2})
+    metrics = solver.train(steps=10)
+    assert metrics["step"] == 4 and metrics["diverged"] is True and math.isnan(metrics["td_loss"])
+    assert [m["step"] for m in solver.history] == [2, 4] and "diverged" not in solver.history[0]
+    assert "cpu_time" in metrics and metrics["wall_time"] == solver.wall_time
+
+
+@pytest.mark.parametrize("name,config,steps", [
+    ("td0", {"num_envs": 4, "log_every": 2}, 2), ("ppo", TINY_PPO, 1), ("ddpg", TINY_DDPG, 10),
+    ("td3", TINY_TD3, 10),
+])
+def test_progress_metrics_are_logged(name, config, steps):
+    eco = economy("Investment-v0", n=4)
+    solver = agents.make_solver(name, eco, config)
+    solver.train(steps=steps)
+    assert solver.progress_metrics and set(solver.progress_metrics) <= set(solver.history[-1])
 
 
 # ---------------------------------------------------------------------------------------------- price taking

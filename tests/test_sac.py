@@ -14,8 +14,8 @@ from tensordict import TensorDict
 import agents
 import hetagents_env
 from agents.config import ConfigError
-from agents.solvers.rl import SACSolver
-from agents.solvers.rl.common import AgentTanhNormal, RLPolicy
+from agents.solvers.rl import RLPolicy, SACSolver
+from agents.solvers.rl.noise import AgentTanhNormal
 
 from conftest import ENV_IDS  # noqa: E402
 
@@ -54,6 +54,19 @@ def test_sac_trains_with_finite_losses(env_id):
         torch.testing.assert_close(other.value(state), v, rtol=0, atol=0)
     assert float(other.loss.log_alpha.detach()) == float(solver.loss.log_alpha.detach())
     assert other.updates == solver.updates and other.agent_steps == solver.agent_steps
+
+
+def test_sac_logs_its_progress_metrics_and_drives_all_three_learning_rates():
+    eco = economy("Investment-v0", n=4)
+    solver = agents.make_solver("sac", eco, TINY)
+    solver.train(steps=10)
+    last = solver.history[-1]
+    assert set(solver.progress_metrics) <= set(last)
+    cfg = solver.config
+    rates = [opt.param_groups[0]["lr"] for opt in (solver.actor_optimizer, solver.critic_optimizer,
+                                                    solver.alpha_optimizer)]
+    assert rates == [lr * last["lr_factor"] for lr in (cfg.lr_actor, cfg.lr_critic, cfg.lr_alpha)]
+    assert last["lr_factor"] < 1.0
 
 
 def test_initial_policy_and_target_entropy():

@@ -11,14 +11,20 @@ A config has five sections (see ``configs/*.yaml``)::
 The same command under ``torchrun --nproc_per_node=K -m train CONFIG ...`` trains data-parallel on K processes
 (see :mod:`agents.distributed`; ``run.dist_timeout`` bounds how long one waits for the others).
 
-Validation, all before any economy is simulated or any network trained:
+Validation, all before any economy is simulated or any network trained, once per run:
 
 * ``env``, ``eval``, ``logger`` and ``run`` against OmegaConf structured configs (the dataclasses below): an unknown
-  key or a value of the wrong type is an error naming the dotted key and the file;
-* ``env.params`` against the economy's own parameter dataclass (unknown name, out-of-range value);
+  key or a value of the wrong type is an error naming the dotted key and the file; the sections are
+  :class:`hetagents_env.validation.Validated` dataclasses, so their ranges (``interval`` metadata) and rules are
+  checked by the same mechanism as the economies' parameters and the solvers' configs;
+* ``env.params`` against the economy's own parameter dataclass (unknown name, out-of-range value), as the economy is
+  built (once: :meth:`Experiment.economy` returns that instance);
 * ``solver`` against the registered solver's :class:`agents.config.Config` subclass, on top of the solver's
   defaults for this economy: an unknown (nested) key or a bad value is an error naming ``solver.<dotted key>`` and
   the file; an unknown ``solver.name`` lists the registered solvers.
+
+Every one of these errors carries the dotted key of the failing field (``FieldError.key``), which is mapped to the
+file's key (``solver.<key>``, ``env.params.<key>``, ``run.<key>``) as it is.
 
 ``key=value`` overrides (dotted, YAML-typed values: ``solver.lr=1e-4 env.n_agents=512 run.steps=null``) are
 applied on top of the file and validated the same way; their errors name the override.
@@ -35,7 +41,6 @@ import dataclasses
 import enum
 import inspect
 import os
-import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -44,6 +49,8 @@ import torch
 import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from hetagents_env.validation import FieldError, Validated, interval
 
 __all__ = [
     "ConfigFileError",
@@ -60,12 +67,20 @@ __all__ = [
 
 
 class ConfigFileError(ValueError):
-    """A bad experiment config; ``str(err)`` is one line naming the file and the dotted key."""
+    """A bad experiment config; ``str(err)`` is one line naming the file and the dotted key. ``rule_of``: for a
+    broken cross-field rule, the dotted key of the object whose rule it is (an override of any of its keys may be
+    the cause)."""
 
-    def __init__(self, source: str, key: str | None, message: str) -> None:
-        self.source, self.key, self.message = source, key, message
+    def __init__(self, source: str, key: str | None, message: str, *, rule_of: str | None = None) -> None:
+        self.source, self.key, self.message, self.rule_of = source, key, message, rule_of
         where = f"{source}: {key}" if key else source
         super().__init__(f"{where}: {message}")
+
+    @classmethod
+    def of(cls, source: str, prefix: str, err: FieldError) -> "ConfigFileError":
+        """The error of a validated object at the dotted key ``prefix`` of the file (``err.key`` relative to it)."""
+        rule_of = None if err.rule_of is None else _dotted(prefix, err.rule_of or None)
+        return cls(source, _dotted(prefix, err.key), err.message, rule_of=rule_of)
 
 
 # ---------------------------------------------------------------------------------------------- the schema
@@ -85,42 +100,55 @@ class InitialState(enum.Enum):
     solver = "solver"
 
 
+class _Section(Validated):
+    """A section of the file: messages name a field by its name (the error names the section's dotted key)."""
+
+    @classmethod
+    def label(cls, name: str) -> str:
+        return name
+
+
 @dataclasses.dataclass
-class EnvSection:
+class EnvSection(_Section):
     """The economy: ``hetagents_env.make_economy(id, n_agents=..., **params)``."""
 
     id: str = MISSING
-    n_agents: Optional[int] = None
+    n_agents: Optional[int] = dataclasses.field(default=None, metadata=interval(1))
     """agents per economy (None: the economy's published default)"""
     params: Dict[str, Any] = dataclasses.field(default_factory=dict)
     """the economy's parameters (validated by its Params dataclass), e.g. {nu: 1.5}"""
 
 
 @dataclasses.dataclass
-class EvalSection:
+class EvalSection(_Section):
     """The judge (:func:`agents.evaluate.evaluate_solver`) after training."""
 
     enabled: bool = True
-    trajectories: int = 32
+    trajectories: int = dataclasses.field(default=32, metadata=interval(1))
     """test paths"""
-    horizon: int = 63
+    horizon: int = dataclasses.field(default=63, metadata=interval(0))
     """periods per test path (horizon + 1 states)"""
     seed: int = 2024
     """seed of the judge's common random numbers (initial state, shocks, idiosyncratic draw)"""
-    burn_in: int = 0
+    burn_in: int = dataclasses.field(default=0, metadata=interval(0))
     """periods simulated and dropped before the test paths (towards the ergodic set)"""
-    nodes: int = 7
+    nodes: int = dataclasses.field(default=7, metadata=interval(1))
     """Gauss–Hermite nodes of the investment economy's residual"""
     band: List[float] = dataclasses.field(default_factory=lambda: [2.5, 97.5])
-    """percentile band of the Euler-residual figure"""
+    """percentile band of the Euler-residual figure: two percentiles 0 <= lo < hi <= 100"""
     initial_state: InitialState = InitialState.judge
     """judge: the judge's own draw (common to all solvers); solver: the run's own X_0 (published protocol)"""
     options: Dict[str, Any] = dataclasses.field(default_factory=dict)
     """further keyword arguments of agents.evaluate.evaluate (checked against its signature)"""
 
+    def _validate(self) -> None:
+        band = self.band
+        if len(band) != 2 or not 0 <= band[0] < band[1] <= 100:
+            raise self.error(f"band = {band!r} must be two percentiles 0 <= lo < hi <= 100", "band")
+
 
 @dataclasses.dataclass
-class LoggerSection:
+class LoggerSection(_Section):
     """Weights & Biases, metrics.jsonl and the progress bar."""
 
     mode: Optional[WandbMode] = None
@@ -131,7 +159,7 @@ class LoggerSection:
     tags: List[str] = dataclasses.field(default_factory=list)
     name: Optional[str] = None
     """W&B run name (null: the run directory's name)"""
-    every: int = 1
+    every: int = dataclasses.field(default=1, metadata=interval(1))
     """log every k-th of the solver's logging points (and always the last)"""
     progress: bool = True
     """tqdm progress bar on stderr"""
@@ -140,7 +168,7 @@ class LoggerSection:
 
 
 @dataclasses.dataclass
-class RunSection:
+class RunSection(_Section):
     """Seeds, device, threads, where to write, when to checkpoint, how long to train."""
 
     seed: int = 0
@@ -148,24 +176,24 @@ class RunSection:
     device: str = "cpu"
     """cpu, cuda, cuda:1, ... or auto (cuda when available)"""
     dtype: DType = DType.float32
-    threads: int = 1
+    threads: int = dataclasses.field(default=1, metadata=interval(1))
     """torch intra-op threads (1 is fastest for small ops on busy machines)"""
     output_dir: str = "runs"
     name: Optional[str] = None
     """run directory name under output_dir (null: <config name>-<timestamp>)"""
-    checkpoint_every: int = 0
+    checkpoint_every: int = dataclasses.field(default=0, metadata=interval(0))
     """write a checkpoint at the first logging point at least this many steps after the previous one (0: only at
     the end)"""
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = dataclasses.field(default=2, metadata=interval(1))
     """periodic checkpoints kept (the newest ones)"""
-    steps: Optional[int] = None
+    steps: Optional[int] = dataclasses.field(default=None, metadata=interval(0))
     """total training steps (null: the solver's own stopping rule)"""
-    budget: Optional[float] = None
-    """total training wall time in seconds (null: none)"""
+    budget: Optional[float] = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
+    """total training wall time in seconds, > 0 (null: none)"""
     require_convergence: bool = True
     """a solver that reports ``converged = False`` at the end makes the run fail (exit code 4)"""
-    dist_timeout: float = 30.0
-    """torchrun (distributed) runs: minutes a process waits for the others in a collective before it fails"""
+    dist_timeout: float = dataclasses.field(default=30.0, metadata=interval(0.0, open_lo=True))
+    """torchrun (distributed) runs: minutes (> 0) a process waits for the others in a collective before it fails"""
 
 
 @dataclasses.dataclass
@@ -178,11 +206,8 @@ class ExperimentSchema:
     run: RunSection = dataclasses.field(default_factory=RunSection)
 
 
-#: (dotted key, minimum) of the integer/real fields that need a range
-_MINIMA = {
-    "env.n_agents": 1, "eval.trajectories": 1, "eval.horizon": 0, "eval.burn_in": 0, "eval.nodes": 1,
-    "logger.every": 1, "run.threads": 1, "run.checkpoint_every": 0, "run.keep_checkpoints": 1, "run.steps": 0,
-}
+#: the typed sections of a file (each validated as OmegaConf instantiates it)
+_SECTIONS = ("env", "eval", "logger", "run")
 
 
 # ---------------------------------------------------------------------------------------------- overrides
@@ -219,6 +244,8 @@ class Experiment:
     description: str = ""
     solver_section: dict = dataclasses.field(default_factory=dict)
     """the solver section as written (without ``name``)"""
+    _built: dict = dataclasses.field(default_factory=dict, init=False, repr=False, compare=False)
+    """what :meth:`economy` and :meth:`parameters` built, with what they were built from"""
 
     @property
     def name(self) -> str:
@@ -226,7 +253,7 @@ class Experiment:
 
     @property
     def dtype(self) -> torch.dtype:
-        from agents.solvers.base import torch_dtype
+        from agents.config import torch_dtype
 
         return torch_dtype(self.run.dtype.value)
 
@@ -235,21 +262,44 @@ class Experiment:
         return resolve_device(self.run.device)
 
     def economy(self, device: torch.device | str | None = None):
-        """A fresh economy of the config (pure functions; nothing is simulated), on ``device`` (None: the config's;
-        a distributed run passes each process's own GPU)."""
+        """The economy of the config on ``device`` (None: the config's own; a distributed run passes each process's
+        own GPU), built once per device and then shared: an economy is pure (stateless tensor functions; nothing in
+        it changes after construction), so the validation, the solver and the judge of a run can use one instance.
+        Building it validates ``env.params`` (errors: :class:`hetagents_env.validation.FieldError`, ``key`` the
+        parameter). A changed ``env`` or ``run.dtype`` builds a new one."""
         import hetagents_env
 
-        return hetagents_env.make_economy(
-            self.env.id, n_agents=self.env.n_agents, device=self.device if device is None else device,
-            dtype=self.dtype, **self.env.params,
+        device = self.device if device is None else torch.device(device)
+        spec = self._spec()
+        built = self._built.get(str(device))
+        if built is not None and built[0] == spec:
+            return built[1]
+        economy = hetagents_env.make_economy(
+            self.env.id, n_agents=self.env.n_agents, device=device, dtype=self.dtype, **self.env.params,
         )
+        self._built[str(device)] = (spec, economy)
+        return economy
+
+    def parameters(self):
+        """The economy's validated parameters (its ``Params`` instance, every value filled in): those of an economy
+        already built, else validated once and kept."""
+        import hetagents_env
+
+        spec = self._spec()
+        for key, (built_from, built) in self._built.items():
+            if built_from == spec:
+                return built if key == "params" else built.params
+        params = hetagents_env.economy_class(self.env.id).Params.from_kwargs(**self.env.params)
+        self._built["params"] = (spec, params)
+        return params
+
+    def _spec(self) -> tuple:
+        return (self.env.id, self.env.n_agents, copy.deepcopy(self.env.params), self.run.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         """The fully resolved config: every section with every value (the solver's defaults filled in)."""
-        import hetagents_env
-
         env = _plain(self.env)
-        env["params"] = _plain(hetagents_env.economy_class(self.env.id).Params.from_kwargs(**self.env.params).to_dict())
+        env["params"] = _plain(self.parameters().to_dict())
         solver = self.solver_config.to_dict() if self.solver_config is not None else dict(self.solver_section)
         sections = {
             "env": env, "solver": {"name": self.solver_name, **solver},
@@ -275,7 +325,7 @@ def load_experiment(
     """Read, merge, resolve and validate a config; raises :class:`ConfigFileError` (one line, key and file).
 
     ``source`` is a YAML path or an already-parsed mapping. ``check_solver=False`` validates only the top-level
-    sections and ``env`` (for configs of solvers that are not registered yet).
+    sections and ``env`` (to list configs cheaply, or read one whose solver is not registered in this process).
     """
     name, raw = _read(source)
     schema = OmegaConf.structured(ExperimentSchema)
@@ -293,41 +343,44 @@ def load_experiment(
             raise ConfigFileError(name, _full_key(err) or key, f"override {text!r}: {_first_line(err)}") from None
     try:
         data = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True, enum_to_str=False)
-        typed = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as err:
         raise ConfigFileError(name, _full_key(err), _first_line(err)) from None
     try:
-        _check_ranges(name, typed)
-        _check_env(name, typed.env)
-        _check_eval_options(name, typed.eval.options)
-        device = _check_device(name, typed.run.device)
+        sections = {section: _typed_section(name, cfg, section) for section in _SECTIONS}
+        env, run = sections["env"], sections["run"]
+        _check_env_id(name, env)
+        _check_device(name, run.device)
         solver_section = dict(data.get("solver") or {})
         solver_name = solver_section.pop("name", None)
-        if not isinstance(solver_name, str) or not solver_name:
-            raise ConfigFileError(name, "solver.name", "missing: the solver's registry name (e.g. euler)")
         exp = Experiment(
-            path=name, overrides=tuple(overrides), env=typed.env, eval=typed.eval, logger=typed.logger,
-            run=typed.run, solver_name=solver_name, solver_config=None, description=typed.description,
+            path=name, overrides=tuple(overrides), env=env, eval=sections["eval"], logger=sections["logger"],
+            run=run, solver_name=solver_name, solver_config=None, description=cfg.description,
             solver_section=solver_section,
         )
+        economy = _check_params(name, exp, build=check_solver)
+        _check_eval_options(name, exp.eval.options)
+        if not isinstance(solver_name, str) or not solver_name:
+            raise ConfigFileError(name, "solver.name", "missing: the solver's registry name (e.g. euler)")
         if check_solver:
-            exp.solver_config = _check_solver(name, exp, solver_name, solver_section, device)
+            exp.solver_config = _check_solver(name, exp, solver_name, solver_section, economy)
     except ConfigFileError as err:
-        origin = _override_of(err.key, overrides)
+        origin = _override_of(err.key, overrides, err.rule_of)
         if origin is None:
             raise
         raise ConfigFileError(err.source, err.key, f"{err.message} (from override {origin!r})") from None
     return exp
 
 
-def _override_of(key: str | None, overrides: Sequence[str]) -> str | None:
-    """The last override that set ``key`` or one of its parents / children."""
-    if not key:
-        return None
-    for text in reversed(overrides):
-        k = text.partition("=")[0].strip()
-        if k == key or key.startswith(k + ".") or k.startswith(key + "."):
-            return text
+def _override_of(key: str | None, overrides: Sequence[str], rule_of: str | None = None) -> str | None:
+    """The last override that set ``key`` or one of its parents / children; for a broken cross-field rule
+    (``rule_of``), else the last one that set a key of the object whose rule it is."""
+    for where in (key, rule_of):
+        if not where:
+            continue
+        for text in reversed(overrides):
+            k = text.partition("=")[0].strip()
+            if k == where or where.startswith(k + ".") or k.startswith(where + "."):
+                return text
     return None
 
 
@@ -355,36 +408,43 @@ def _read(source) -> tuple[str, Any]:
     return name, raw
 
 
-def _check_ranges(name: str, typed: ExperimentSchema) -> None:
-    for key, minimum in _MINIMA.items():
-        section, field = key.split(".")
-        value = getattr(getattr(typed, section), field)
-        if value is not None and value < minimum:
-            raise ConfigFileError(name, key, f"{value!r} is out of range: allowed integers >= {minimum}")
-    if not typed.run.dist_timeout > 0:
-        raise ConfigFileError(name, "run.dist_timeout", f"{typed.run.dist_timeout!r} must be a positive number of "
-                                                        "minutes")
-    if typed.run.budget is not None and not typed.run.budget > 0:
-        raise ConfigFileError(name, "run.budget", f"{typed.run.budget!r} must be a positive number of seconds")
-    band = typed.eval.band
-    if len(band) != 2 or not 0 <= band[0] < band[1] <= 100:
-        raise ConfigFileError(name, "eval.band", f"{band!r} must be two percentiles 0 <= lo < hi <= 100")
+def _typed_section(name: str, cfg: DictConfig, section: str) -> Any:
+    """The section's dataclass instance (validated as it is built: ranges and rules, keys named ``section.key``)."""
+    try:
+        return OmegaConf.to_object(cfg[section])
+    except OmegaConfBaseException as err:
+        raise ConfigFileError(name, _full_key(err) or section, _first_line(err)) from None
+    except FieldError as err:
+        raise ConfigFileError.of(name, section, err) from None
 
 
-def _check_env(name: str, env: EnvSection) -> None:
+def _check_env_id(name: str, env: EnvSection) -> None:
     import hetagents_env
 
     try:
-        cls = hetagents_env.economy_class(env.id)
+        hetagents_env.economy_class(env.id)
     except ValueError as err:
         raise ConfigFileError(name, "env.id", str(err)) from None
+
+
+def _check_params(name: str, exp: Experiment, *, build: bool):
+    """Validate ``env.params`` once: by building the economy (``build``; returned, and kept by ``exp``), else by
+    validating the parameters alone (None returned)."""
     try:
-        cls.Params.from_kwargs(**env.params)
-    except TypeError as err:
-        raise ConfigFileError(name, "env.params", str(err)) from None
-    except ValueError as err:
-        key = next((f"env.params.{k}" for k in env.params if repr(k) in str(err)), "env.params")
-        raise ConfigFileError(name, key, str(err)) from None
+        if not build:
+            exp.parameters()
+            return None
+        return exp.economy()
+    except FieldError as err:  # a parameter (its key), or a count of the env section (n_agents)
+        if err.key is not None and err.key.split(".")[0] in EnvSection.__dataclass_fields__:
+            raise ConfigFileError.of(name, "env", err) from None
+        raise ConfigFileError.of(name, "env.params", err) from None
+    except (TypeError, ValueError) as err:  # a preset of the parameters, or the economy's own construction
+        import hetagents_env
+
+        key = hetagents_env.economy_class(exp.env.id).Params.field_named_by(str(err))
+        where = f"env.params.{key}" if key else "env" if build else "env.params"
+        raise ConfigFileError(name, where, str(err)) from None
 
 
 def _check_eval_options(name: str, options: Mapping[str, Any]) -> None:
@@ -411,7 +471,7 @@ def _check_device(name: str, device: str) -> torch.device:
     return dev
 
 
-def _check_solver(name: str, exp: Experiment, solver_name: str, section: dict[str, Any], device) -> Any:
+def _check_solver(name: str, exp: Experiment, solver_name: str, section: dict[str, Any], economy) -> Any:
     from agents.config import ConfigError
     from agents.solvers import SOLVERS, list_solvers
 
@@ -423,51 +483,20 @@ def _check_solver(name: str, exp: Experiment, solver_name: str, section: dict[st
     if "seed" in cls.Config.keys() and "seed" not in section:
         section["seed"] = exp.run.seed
     try:
-        economy = exp.economy()
-    except (TypeError, ValueError) as err:
-        raise ConfigFileError(name, "env", str(err)) from None
-    try:
         base = cls.default_config(economy)
     except ConfigError as err:
         raise ConfigFileError(name, "solver", str(err)) from None
     try:
         return cls.Config.build(section, base=base)
     except ConfigError as err:
-        key = _bad_key(cls.Config, section, base)
-        raise ConfigFileError(name, f"solver.{key}" if key else "solver", str(err)) from None
-
-
-def _bad_key(cls, mapping: Mapping[str, Any], base) -> str | None:
-    """The dotted key of ``mapping`` that makes ``cls.build(mapping, base=base)`` fail (None: a cross-field error)."""
-    from agents.config import Config, ConfigError
-
-    known = cls.keys()
-    for key in mapping:
-        if key not in known:
-            return str(key)
-    hints = typing.get_type_hints(cls)
-    for key, value in mapping.items():
-        nested = next((a for a in (hints[key], *typing.get_args(hints[key]))
-                       if isinstance(a, type) and issubclass(a, Config)), None)
-        if nested is not None and isinstance(value, Mapping):
-            current = getattr(base, key)
-            current = current if isinstance(current, nested) else nested()
-            try:  # a nested section that builds whole is not the culprit (its keys alone may clash with defaults)
-                nested.build(value, base=current)
-            except ConfigError:
-                sub = _bad_key(nested, value, current)
-                if sub is not None:
-                    return f"{key}.{sub}"
-                return str(key)
-            continue
-        try:
-            cls.build({key: value}, base=base)
-        except ConfigError:
-            return str(key)
-    return None
+        raise ConfigFileError.of(name, "solver", err) from None
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+def _dotted(prefix: str, key: str | None) -> str:
+    return prefix if key is None else f"{prefix}.{key}"
+
+
 def _full_key(err: Exception) -> str | None:
     key = getattr(err, "full_key", None)
     return str(key) if key else None

@@ -20,7 +20,6 @@ environment variable is written into the run directory. W&B is imported only whe
 from __future__ import annotations
 
 import json
-import math
 import netrc
 import os
 import re
@@ -62,13 +61,15 @@ def resolve_mode(configured: str | None) -> tuple[str, str | None]:
 
 
 def jsonable(metrics: Mapping[str, Any]) -> dict[str, Any]:
-    """Numbers, strings and bools of ``metrics`` (non-finite floats as strings "nan"/"inf", tensors as floats)."""
+    """Numbers, strings, bools and None of ``metrics``, strict JSON (:func:`agents.jsonable.json_value`: non-finite
+    floats as None, one-element tensors as numbers); the other entries are dropped."""
+    from agents.jsonable import json_value  # deferred: importing agents loads the economies
+
     out = {}
     for key, value in metrics.items():
         if hasattr(value, "item") and getattr(value, "numel", lambda: 1)() == 1:
             value = value.item()
-        if isinstance(value, float) and not math.isfinite(value):
-            value = str(value)
+        value = json_value(value)
         if isinstance(value, (bool, int, float, str)) or value is None:
             out[str(key)] = value
     return out

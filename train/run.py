@@ -10,6 +10,9 @@ The run directory (``<run.output_dir>/<run.name or config-name-timestamp>``)::
     summary.json         status, exit code, reason, steps, wall time, final metrics, the judge's headline numbers
     wandb/               the W&B run (offline runs: upload with `wandb sync`)
 
+The JSON files are strict JSON (:mod:`agents.jsonable`): a NaN or infinite number is written as null. The progress
+bar shows the metrics the solver names in ``progress_metrics``. One run is a :class:`TrainingRun`.
+
 Exit codes: 0 ok; 1 unexpected error; 2 bad config, or a ``--resume`` that cannot continue (another config, no
 intact checkpoint); 3 NaN/inf loss or parameters (the last good checkpoint is kept); 4 not converged within the
 steps/budget (``run.require_convergence``; everything is still written); 130 interrupted.
@@ -28,16 +31,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import math
 import os
 import random
 import sys
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import numpy as np
 import torch
@@ -104,29 +106,9 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _write_json(path: Path, data: Any) -> None:
-    _write_text(path, json.dumps(_finite_json(data), indent=2) + "\n")
+    from agents.jsonable import dumps  # strict JSON, non-finite numbers as null (deferred: agents loads the economies)
 
-
-def _finite_json(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else str(value)
-    if isinstance(value, Mapping):
-        return {str(k): _finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_json(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return _finite_json(value.item())
-    return value
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, Any]) -> None:
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = value
+    _write_text(path, dumps(data, indent=2) + "\n")
 
 
 def _select(data: Mapping[str, Any], dotted: str) -> Any:
@@ -136,127 +118,8 @@ def _select(data: Mapping[str, Any], dotted: str) -> Any:
 
 
 def judge_scalars(result) -> dict[str, Any]:
-    """The judge's headline numbers: every top-level number of the result, the aggregates' statistics and the
-    reference section's numbers (``reference.<path>``, e.g. ``reference.welfare.mean_pct``)."""
-    if result is None:
-        return {}
-    data = result.to_dict()
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in ("seed",):
-            out[key] = value
-    for name, stats in (data.get("aggregates") or {}).items():
-        for stat, value in stats.items():
-            out[f"aggregates.{name}.{stat}"] = value
-    ref = data.get("reference") or {}
-    if ref.get("status") == "scored":
-        for path in REFERENCE_SCALARS:
-            value = result.reference_metric(path)
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                out[f"reference.{path}"] = value
-    return out
-
-
-#: the reference section's numbers reported as scalars (W&B summary, summary.json)
-REFERENCE_SCALARS = (
-    "errors_test.mean", "errors_test.p99", "errors_test.max", "errors_test.log10_mean", "errors_own.mean",
-    "errors_own.p99", "errors_own.max", "stationary.wasserstein", "stationary.wasserstein_noise",
-    "stationary.policy.K_mean", "stationary.policy.K_sd", "stationary.policy.wealth_gini",
-    "stationary.policy.consumption_gini", "stationary.reference.K_mean", "stationary.reference.wealth_gini",
-    "welfare.mean_pct", "welfare.se_pct",
-)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        return f"{value:.4g}" if 1e-3 <= abs(value) < 1e5 or value == 0 else f"{value:.3e}"
-    return str(value)
-
-
-def _reference_rows(result) -> list[tuple[str, str]]:
-    """The reference section as (metric, value) rows: first in the table, the judge's primary metrics."""
-    ref = result.reference
-    if ref is None:
-        return []
-    if ref.get("status") != "scored":
-        return [("reference metrics", f"skipped: {ref.get('reason')}")]
-    m = result.reference_metric
-    origin = "exact" if ref.get("source") == "exact" else (
-        f"{ref.get('source')}, {'cached' if ref.get('cached') else 'solved now'}"
-        + (f" (solve {ref['solve_time']:.3g} s)" if isinstance(ref.get("solve_time"), (int, float)) else "")
-        + (f", converged = {ref.get('converged')}" if ref.get("converged") is not None else ""))
-    rows = [("reference", origin)]
-    for where, label in (("errors_test", "common test states"), ("errors_own", "own ergodic set")):
-        err = m(where)
-        if err:
-            what = "unit-free Euler error abs(1 - c/c_EE)" if err.get("kind") == "relative_euler" else \
-                "relative policy error abs(u - u_ref)/abs(u_ref)"
-            rows.append((f"{what}, {label}: mean / p99 / max",
-                         f"{_fmt(err['mean'])} / {_fmt(err['p99'])} / {_fmt(err['max'])} "
-                         f"(log10 mean {err['log10_mean']:.2f})"))
-    welfare = m("welfare")
-    if welfare:
-        name = "welfare loss, consumption equivalent" if welfare["kind"] == "consumption_equivalent" else \
-            "welfare loss, relative value"
-        se = f" ± {welfare['se_pct']:.2g}" if welfare.get("se_pct") is not None else ""
-        rows.append((f"{name} (%, > 0: worse than the reference)", f"{welfare['mean_pct']:.4g}{se}"))
-    stat = m("stationary")
-    if stat:
-        pol, ref_stat = stat["policy"], stat["reference"]
-        rows.append(("Wasserstein-1 of wealth to the reference (noise level)",
-                     f"{_fmt(stat['wasserstein'])} ({_fmt(stat['wasserstein_noise'])})"))
-        pairs = [("K mean", "K_mean"), ("K sd", "K_sd"), ("wealth Gini", "wealth_gini"),
-                 ("consumption Gini", "consumption_gini"), ("wealth p10", "wealth_p10"), ("wealth p50", "wealth_p50"),
-                 ("wealth p90", "wealth_p90"), ("wealth p99", "wealth_p99")]
-        for label, key in pairs:
-            if pol.get(key) is not None:
-                rows.append((f"stationary {label}: policy / reference", f"{_fmt(pol[key])} / {_fmt(ref_stat[key])}"))
-        rows.append(("stationary simulation", f"{stat['economies']} economies from the reference's ergodic set "
-                     f"(reached in {ref.get('ergodic_burn_in')} periods from the initial state), burn-in "
-                     f"{stat['burn_in']} periods ({stat.get('burn_in_rule')}), {stat['periods']} recorded"))
-    return rows
-
-
-def judge_table(result) -> list[tuple[str, str]]:
-    """(metric, formatted value) rows of the judge's result: the reference-based metrics first, then the
-    self-consistency measures (marked: a wrong policy can score well on them), then the rest."""
-    rows = _reference_rows(result)
-    rows += [("Euler residual MSE, own paths (self-consistency)", _fmt(result.euler_mse)),
-             ("mean abs. Euler residual, own paths (self-consistency)", _fmt(result.euler_mean_abs))]
-    if result.bellman is not None:
-        rows.append(("Bellman error (self-consistency)", _fmt(result.bellman_error)))
-    if result.den_haan is not None:
-        rows.append(("Den Haan statistic, mean / max % (self-consistency)",
-                     f"{_fmt(result.den_haan.get('mean_pct'))} / {_fmt(result.den_haan.get('max_pct'))}"))
-    if result.lq_abs_error is not None:
-        rows += [("policy error vs LQ, mean abs.", _fmt(result.lq_abs_error)),
-                 ("policy error vs LQ, relative", f"{100 * result.lq_rel_error:.3g} %"),
-                 ("policy error vs LQ, max abs.", _fmt(result.lq_max_abs_error))]
-    labels = {"wall_time": "training wall time (s)", "n_params": "parameters", "eval_time": "judge time (s)"}
-    for key, value in judge_scalars(result).items():
-        if key.startswith(("aggregates.", "reference.")) or key in (
-                "euler_mse", "euler_mean_abs", "lq_abs_error", "lq_rel_error", "lq_max_abs_error", "n_agents",
-                "trajectories", "horizon"):
-            continue
-        rows.append((labels.get(key, key), _fmt(value)))
-    for name, stats in result.aggregates.items():
-        rows.append((f"{name} on the test paths: mean (sd)", f"{_fmt(stats['mean'])} ({_fmt(stats['sd'])})"))
-    return rows
-
-
-def judge_markdown(result) -> str:
-    head = (f"Judge: {result.solver} on {result.economy}, N = {result.n_agents}, {result.trajectories} test paths × "
-            f"{result.horizon + 1} states, seed {result.seed}\n\n")
-    lines = ["| metric | value |", "|---|---|"] + [f"| {m} | {v} |" for m, v in judge_table(result)]
-    return head + "\n".join(lines) + "\n"
+    """The judge's headline numbers (:meth:`agents.evaluate.EvaluationResult.scalars`; {} without a result)."""
+    return {} if result is None else result.scalars()
 
 
 #: substrings of the metric names that are training losses / objectives (a non-finite one stops the run)
@@ -270,8 +133,7 @@ def _is_loss(key: str) -> bool:
 def _nonfinite(metrics: Mapping[str, Any], solver) -> str | None:
     """Why the run must stop: a non-finite loss-like metric or a non-finite parameter/buffer (None if fine)."""
     for key, value in metrics.items():
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if _is_loss(key) and number and not math.isfinite(value):
+        if _is_loss(key) and _is_number(value) and not math.isfinite(value):
             return f"{key} = {value}"
     for name in ("policy", "value"):
         module = getattr(solver, name, None)
@@ -290,16 +152,20 @@ def _step_of(metrics: Mapping[str, Any], fallback: int) -> int:
     return fallback
 
 
-def _loss_and_metric(metrics: Mapping[str, Any]) -> str:
-    """ "loss=... metric=..." for the progress bar and messages: the first training loss/objective and the first
-    validation-like metric of the solver's metrics."""
-    def number(key: str) -> bool:
-        return isinstance(metrics.get(key), (int, float)) and not isinstance(metrics.get(key), bool)
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
-    loss = next((k for k in metrics if _is_loss(k) and not k.startswith("val") and number(k)), None)
-    metric = next((k for k in ("val_mse", "alm_change", "bellman_error") if number(k)), None)
-    metric = metric or next((k for k in metrics if k.startswith("val") and number(k)), None)
-    return " ".join(f"{k}={metrics[k]:.3g}" for k in (loss, metric) if k is not None)
+
+def _loss_and_metric(metrics: Mapping[str, Any], names: Sequence[str] = ()) -> str:
+    """ "name=value ..." for the progress bar and messages: the metrics named by the solver's ``progress_metrics``
+    (``names``) that ``metrics`` holds, in that order; for a solver that names none (or none of them is there), the
+    first training loss/objective and the first validation metric (``val*``) of ``metrics``."""
+    shown = [k for k in names if _is_number(metrics.get(k))]
+    if not shown:
+        loss = next((k for k in metrics if _is_loss(k) and not k.startswith("val") and _is_number(metrics[k])), None)
+        metric = next((k for k in metrics if k.startswith("val") and _is_number(metrics[k])), None)
+        shown = [k for k in (loss, metric) if k is not None]
+    return " ".join(f"{k}={metrics[k]:.3g}" for k in shown)
 
 
 def make_run_dir(exp: Experiment) -> Path:
@@ -461,211 +327,285 @@ def _run_main(
     figures: bool | None = None,
 ) -> RunResult:
     """The run of a single process, or of rank 0 of a distributed one (run directory, logs, judge)."""
-    from tqdm.auto import tqdm
+    return TrainingRun(exp, resume=resume, out=out, figures=figures).run()
 
-    import agents
-    from agents import distributed
 
-    out = out or sys.stdout
-    try:
-        resolve_mode(exp.logger.mode.value if exp.logger.mode is not None else None)
-    except ValueError as err:
-        raise ConfigFileError(exp.path, "logger.mode", str(err)) from None
-    if resume is not None:
-        run_dir = Path(resume)
-        check_resumable(exp, run_dir)
-    else:
-        run_dir = make_run_dir(exp)
-    say = lambda *a: print(*a, file=out, flush=True)  # noqa: E731
-    resolved = exp.to_dict()
-    identity = run_identity(resolved)
-    figures = exp.logger.figures if figures is None else figures
-    ckpts = CheckpointDir(run_dir / "checkpoints", keep=exp.run.keep_checkpoints)
-    metrics_file = MetricsFile(run_dir / "metrics.jsonl")
-    start_step, last_good, skipped = 0, None, []
-    if resume is not None:  # before anything is written: a run without a usable checkpoint stays as it was
-        solver, data, last_good, skipped = _restore(exp, ckpts, identity)
-        for err in skipped:
-            aside = ckpts.set_aside(err.path)
+class TrainingRun:
+    """The run of a single process, or of rank 0 of a distributed one: its run directory, solver, checkpoints,
+    metrics file, W&B run and progress bar, and the counters the solver's callbacks advance.
+
+    Making one prepares everything before training: the run directory (new, or checked for ``--resume``), the
+    solver (new, or restored from the newest usable checkpoint), config.yaml, the W&B run and the progress bar.
+    :meth:`run` trains (:meth:`callback` and :meth:`progress` are the solver's hooks) and ends in one outcome:
+    :meth:`interrupted`, :meth:`nonfinite`, :meth:`finished` (judge, figures, convergence), or :meth:`failed`.
+    """
+
+    def __init__(
+        self,
+        exp: Experiment,
+        *,
+        resume: str | os.PathLike | None = None,
+        out: TextIO | None = None,
+        figures: bool | None = None,
+    ) -> None:
+        from agents import distributed
+
+        self.wandb_mode = exp.logger.mode.value if exp.logger.mode is not None else None
+        try:
+            resolve_mode(self.wandb_mode)
+        except ValueError as err:
+            raise ConfigFileError(exp.path, "logger.mode", str(err)) from None
+        self.exp, self.resume, self.out = exp, resume, out or sys.stdout
+        if resume is not None:
+            self.run_dir = Path(resume)
+            check_resumable(exp, self.run_dir)
+        else:
+            self.run_dir = make_run_dir(exp)
+        self.resolved = exp.to_dict()
+        self.identity = run_identity(self.resolved)
+        self.figures = exp.logger.figures if figures is None else figures
+        self.ckpts = CheckpointDir(self.run_dir / "checkpoints", keep=exp.run.keep_checkpoints)
+        self.metrics_file = MetricsFile(self.run_dir / "metrics.jsonl")
+        self.start_step, self.last_good, self.skipped = 0, None, []
+        # on resume, before anything is written: a run without a usable checkpoint stays as it was
+        self.solver = self._resumed_solver() if resume is not None else _make_solver(exp)
+        self.progress_names = tuple(getattr(self.solver, "progress_metrics", ()) or ())
+        _write_text(self.run_dir / "config.yaml", exp.to_yaml())
+        self.world = distributed.world_size()
+        if self.world > 1:
+            batch = getattr(self.solver.config, "batch_size", None)
+            globally = f"; global batch = {self.world} × {batch} = {self.world * batch}" if batch else ""
+            self.say(f"distributed: {self.world} processes ({distributed.dist.get_backend()}), each simulating its own "
+                     f"economies{globally}")
+        self.say(f"run directory: {self.run_dir}")
+        self.wandb = self._start_wandb()
+        # the counters: the latest step, logging points seen, the step of the last checkpoint, the steps the
+        # solver reported done, the reason to stop (non-finite numbers), the logging point not logged yet
+        self.step, self.count, self.last_checkpoint, self.progress_done = self.start_step, 0, self.start_step, 0
+        self.failure: str | None = None
+        self.pending: tuple[int, dict[str, Any]] | None = None
+        self.remaining_steps, self.remaining_budget = _remaining(exp, self.solver, self.start_step)
+        self.bar = self._start_bar()
+        self.train_start = time.perf_counter()
+
+    # ------------------------------------------------------------------------------------------ setting up
+    def say(self, *args: Any) -> None:
+        print(*args, file=self.out, flush=True)
+
+    def _resumed_solver(self):
+        """The solver from the newest usable checkpoint (fresh if there is none yet); newer unusable files are set
+        aside with a warning each."""
+        solver, data, self.last_good, self.skipped = _restore(self.exp, self.ckpts, self.identity)
+        for err in self.skipped:
+            aside = self.ckpts.set_aside(err.path)
             print(f"warning: {err}; renamed to {aside.name}", file=sys.stderr, flush=True)
-        if last_good is not None:
-            start_step = int(data["step"])
-            metrics_file.truncate_after(start_step)
-            say(f"resuming {run_dir} from {last_good.name} (step {start_step})")
+        if self.last_good is not None:
+            self.start_step = int(data["step"])
+            self.metrics_file.truncate_after(self.start_step)
+            self.say(f"resuming {self.run_dir} from {self.last_good.name} (step {self.start_step})")
         else:
-            metrics_file.path.unlink(missing_ok=True)
-            say(f"resuming {run_dir}: no checkpoint yet, starting from step 0")
-    else:
-        solver = _make_solver(exp)
-    _write_text(run_dir / "config.yaml", exp.to_yaml())
-    world = distributed.world_size()
-    if world > 1:
-        batch = getattr(solver.config, "batch_size", None)
-        say(f"distributed: {world} processes ({distributed.dist.get_backend()}), each simulating its own economies"
-            + (f"; global batch = {world} × {batch} = {world * batch}" if batch else ""))
-    say(f"run directory: {run_dir}")
+            self.metrics_file.path.unlink(missing_ok=True)
+            self.say(f"resuming {self.run_dir}: no checkpoint yet, starting from step 0")
+        return solver
 
-    wandb_id_file = run_dir / "wandb_run_id"
-    wandb = WandbRun(
-        exp.logger.mode.value if exp.logger.mode is not None else None, directory=run_dir, config=resolved,
-        project=exp.logger.project, entity=exp.logger.entity, group=exp.logger.group, tags=exp.logger.tags,
-        name=exp.logger.name or run_dir.name, notes=exp.description or None,
-        run_id=wandb_id_file.read_text().strip() if resume is not None and wandb_id_file.exists() else None,
-    )
-    if wandb.id:
-        _write_text(wandb_id_file, wandb.id + "\n")
+    def _start_wandb(self) -> WandbRun:
+        """The W&B run (a resumed run continues the W&B run of ``wandb_run_id``)."""
+        logger, id_file = self.exp.logger, self.run_dir / "wandb_run_id"
+        run_id = id_file.read_text().strip() if self.resume is not None and id_file.exists() else None
+        wandb = WandbRun(
+            self.wandb_mode, directory=self.run_dir, config=self.resolved, project=logger.project,
+            entity=logger.entity, group=logger.group, tags=logger.tags, name=logger.name or self.run_dir.name,
+            notes=self.exp.description or None, run_id=run_id,
+        )
+        if wandb.id:
+            _write_text(id_file, wandb.id + "\n")
+        return wandb
 
-    state = {"step": start_step, "count": 0, "last_ckpt": start_step, "failure": None, "pending": None,
-             "progress_done": 0}
-    remaining_steps, remaining_budget = _remaining(exp, solver, start_step)
-    bar = tqdm(total=None if remaining_steps is None else start_step + remaining_steps, initial=start_step,
-               unit="step", dynamic_ncols=True, file=sys.stderr, disable=not exp.logger.progress, mininterval=0.25,
-               desc=f"{exp.solver_name}", leave=True)
-    train_start = time.perf_counter()
+    def _start_bar(self):
+        from tqdm.auto import tqdm
 
-    def save_checkpoint(step: int) -> Path:
-        payload = {"solver": solver.state_dict(), "rng": rng_state(), "config": identity,
-                   "trainer": {"step": step, "wall_time": solver.wall_time}}
-        return ckpts.save(step, payload)
+        total = None if self.remaining_steps is None else self.start_step + self.remaining_steps
+        return tqdm(total=total, initial=self.start_step, unit="step", dynamic_ncols=True, file=sys.stderr,
+                    disable=not self.exp.logger.progress, mininterval=0.25, desc=f"{self.exp.solver_name}",
+                    leave=True)
 
-    def callback(metrics: dict[str, Any]) -> bool:
-        step = _step_of(metrics, start_step + state["progress_done"])
-        state["step"] = step
-        bad = _nonfinite(metrics, solver)
+    # ------------------------------------------------------------------------------------------ training
+    def save_checkpoint(self, step: int) -> Path:
+        payload = {"solver": self.solver.state_dict(), "rng": rng_state(), "config": self.identity,
+                   "trainer": {"step": step, "wall_time": self.solver.wall_time}}
+        return self.ckpts.save(step, payload)
+
+    def callback(self, metrics: dict[str, Any]) -> bool:
+        """The solver's hook at each logging point: True (stop) on a non-finite loss or parameter; else the metrics
+        are logged (every ``logger.every``-th point), shown on the bar and checkpointed (``run.checkpoint_every``)."""
+        step = self.step = _step_of(metrics, self.start_step + self.progress_done)
+        bad = _nonfinite(metrics, self.solver)
         if bad is not None:
-            state["failure"] = f"{bad} at step {step}"
-            metrics_file.append(step, metrics)
+            self.failure = f"{bad} at step {step}"
+            self.metrics_file.append(step, metrics)
             return True
-        state["count"] += 1
-        if state["count"] % exp.logger.every == 0:
-            metrics_file.append(step, metrics)
-            wandb.log_scalars(metrics, step)
-            state["pending"] = None
+        self.count += 1
+        if self.count % self.exp.logger.every == 0:
+            self.metrics_file.append(step, metrics)
+            self.wandb.log_scalars(metrics, step)
+            self.pending = None
         else:
-            state["pending"] = (step, dict(metrics))
-        text = _loss_and_metric(metrics)
-        if remaining_budget is not None:
-            text += f" budget_left={max(0.0, remaining_budget - (time.perf_counter() - train_start)):.0f}s"
-        bar.set_postfix_str(text, refresh=False)
-        if exp.run.checkpoint_every and step - state["last_ckpt"] >= exp.run.checkpoint_every:
-            state["checkpoint"] = save_checkpoint(step)
-            state["last_ckpt"] = step
+            self.pending = (step, dict(metrics))
+        text = _loss_and_metric(metrics, self.progress_names)
+        if self.remaining_budget is not None:
+            left = max(0.0, self.remaining_budget - (time.perf_counter() - self.train_start))
+            text += f" budget_left={left:.0f}s"
+        self.bar.set_postfix_str(text, refresh=False)
+        every = self.exp.run.checkpoint_every
+        if every and step - self.last_checkpoint >= every:
+            self.save_checkpoint(step)
+            self.last_checkpoint = step
         return False
 
-    def progress(done: int, total: int | None) -> None:
-        state["progress_done"] = done
-        if total is not None and bar.total != start_step + total:
-            bar.total = start_step + total
-        bar.update(start_step + done - bar.n)
+    def progress(self, done: int, total: int | None) -> None:
+        """The solver's hook for the bar: ``done`` of ``total`` steps of this session."""
+        self.progress_done = done
+        if total is not None and self.bar.total != self.start_step + total:
+            self.bar.total = self.start_step + total
+        self.bar.update(self.start_step + done - self.bar.n)
 
-    status, code, message, final = "ok", EXIT_OK, "", {}
-    try:
+    def run(self) -> RunResult:
+        """Train, then hand over to the outcome; an unexpected error is :meth:`failed`."""
         try:
-            final = solver.train(remaining_steps, budget=remaining_budget, callback=callback, progress=progress)
-        except KeyboardInterrupt:
-            bar.close()
-            latest = ckpts.latest()
-            where = f"the last checkpoint ({latest.name})" if latest else "the start (no checkpoint yet)"
-            message = (f"interrupted at step {state['step']}; continue from {where} with: "
-                       f"python -m train --resume {run_dir}")
-            hint = wandb.finish(exit_code=EXIT_INTERRUPTED)
-            _write_json(run_dir / "summary.json", {"status": "interrupted", "exit_code": EXIT_INTERRUPTED,
-                                                   "message": message, "step": state["step"]})
-            return RunResult(run_dir, "interrupted", EXIT_INTERRUPTED, message, solver=solver, step=state["step"],
-                             history=list(solver.history), wandb_hint=hint)
-        bar.close()
-        final = dict(final or solver.metrics)
-        step = _step_of(final, state["step"])
-        state["step"] = step
-        failure = state["failure"] or (None if (bad := _nonfinite(final, solver)) is None else f"{bad} at step {step}")
-        if failure is not None:
-            latest = ckpts.latest()
-            keep = f"last good checkpoint: {latest}" if latest else "no checkpoint was written"
-            message = f"non-finite training: {failure}; stopped ({keep})"
-            wandb.summary({"status": "nonfinite"})
-            hint = wandb.finish(exit_code=EXIT_NONFINITE)
-            _write_json(run_dir / "summary.json", {
-                "status": "nonfinite", "exit_code": EXIT_NONFINITE, "message": message, "step": step,
-                "checkpoint": str(latest) if latest else None, "final_metrics": jsonable(final)})
-            return RunResult(run_dir, "nonfinite", EXIT_NONFINITE, message, solver=solver, step=step,
-                             history=list(solver.history), final_metrics=final, checkpoint=latest, wandb_hint=hint)
-        if state["pending"] is not None:
-            metrics_file.append(*state["pending"])
-            wandb.log_scalars(state["pending"][1], state["pending"][0])
-        checkpoint = save_checkpoint(step)
-        say(f"trained {step - start_step} step(s) (total {step}) in {solver.wall_time:.2f} s: "
-            f"{_loss_and_metric(final) or final}")
+            try:
+                final = self.solver.train(self.remaining_steps, budget=self.remaining_budget, callback=self.callback,
+                                          progress=self.progress)
+            except KeyboardInterrupt:
+                return self.interrupted()
+            self.bar.close()
+            final = dict(final or self.solver.metrics)
+            self.step = _step_of(final, self.step)
+            if self.failure is None and (bad := _nonfinite(final, self.solver)) is not None:
+                self.failure = f"{bad} at step {self.step}"
+            return self.finished(final) if self.failure is None else self.nonfinite(final)
+        except Exception as err:
+            self.failed(err)
 
-        # ----- the judge
-        result = None
-        if exp.eval.enabled:
-            # the reference (where the economy has one) is scored when exact or cached; eval.options.reference=true
-            # solves it once first (said on the console), false skips it
-            judge_kwargs = {"log": lambda line: say(f"judge: {line}"), **exp.evaluate_kwargs()}
-            result = agents.evaluate_solver(solver, **judge_kwargs)
-            result.to_json(run_dir / "judge.json")
-            _write_text(run_dir / "judge.md", judge_markdown(result))
-            say(judge_markdown(result))
-            rows = judge_table(result)
-            wandb.table("judge/table", ["metric", "value"], rows)
-            by = result.euler_by_period
-            wandb.table("judge/euler_by_period", ["t", "mean", "lo", "hi", "mse"],
-                        list(zip(by["t"], by["mean"], by["lo"], by["hi"], by["mse"])))
+    # ------------------------------------------------------------------------------------------ the outcomes
+    def interrupted(self) -> RunResult:
+        """Ctrl-C: exit 130 with the command that continues the run."""
+        self.bar.close()
+        latest = self.ckpts.latest()
+        where = f"the last checkpoint ({latest.name})" if latest else "the start (no checkpoint yet)"
+        message = (f"interrupted at step {self.step}; continue from {where} with: "
+                   f"python -m train --resume {self.run_dir}")
+        hint = self.wandb.finish(exit_code=EXIT_INTERRUPTED)
+        _write_json(self.run_dir / "summary.json", {"status": "interrupted", "exit_code": EXIT_INTERRUPTED,
+                                                    "message": message, "step": self.step})
+        return RunResult(self.run_dir, "interrupted", EXIT_INTERRUPTED, message, solver=self.solver, step=self.step,
+                         history=list(self.solver.history), wandb_hint=hint)
 
-        # ----- figures
-        fig_paths: dict[str, Path] = {}
-        if figures:
-            from .plots import run_figures  # matplotlib only when figures are drawn
+    def nonfinite(self, final: dict[str, Any]) -> RunResult:
+        """A NaN/inf loss or parameter (:attr:`failure`): exit 3, the last good checkpoint kept, no judge."""
+        latest = self.ckpts.latest()
+        keep = f"last good checkpoint: {latest}" if latest else "no checkpoint was written"
+        message = f"non-finite training: {self.failure}; stopped ({keep})"
+        self.wandb.summary({"status": "nonfinite"})
+        hint = self.wandb.finish(exit_code=EXIT_NONFINITE)
+        _write_json(self.run_dir / "summary.json", {
+            "status": "nonfinite", "exit_code": EXIT_NONFINITE, "message": message, "step": self.step,
+            "checkpoint": str(latest) if latest else None, "final_metrics": jsonable(final)})
+        return RunResult(self.run_dir, "nonfinite", EXIT_NONFINITE, message, solver=self.solver, step=self.step,
+                         history=list(self.solver.history), final_metrics=final, checkpoint=latest, wandb_hint=hint)
 
-            fig_paths = run_figures(solver, result, solver.history, run_dir / "figures", exp.evaluate_kwargs())
-            wandb.images(fig_paths)
-            say(f"figures: {', '.join(str(p) for p in fig_paths.values())}")
-
-        # ----- convergence
-        converged = getattr(solver, "converged", final.get("converged"))
-        if converged is False and exp.run.require_convergence:
-            if exp.run.steps is not None and step >= exp.run.steps:
-                limit = f"run.steps = {exp.run.steps} reached"
-            elif exp.run.budget is not None and solver.wall_time >= exp.run.budget:
-                limit = f"run.budget = {exp.run.budget:g} s used"
-            else:
-                limit = "the solver's own limit reached (e.g. max_epochs)"
-            status, code = "not_converged", EXIT_NOT_CONVERGED
-            message = (f"not converged after {step} step(s) and {solver.wall_time:.3g} s ({limit}): "
-                       f"{_loss_and_metric(final) or 'see metrics.jsonl'}")
-        elif converged is False:
-            message = "finished (the solver did not report convergence; run.require_convergence = false)"
-        else:
-            message = "finished" + (" (converged)" if converged else "")
-
+    def finished(self, final: dict[str, Any]) -> RunResult:
+        """Training ended normally: the last logging point and a checkpoint written, then the judge, the figures and
+        the convergence check (exit 0, or 4 with ``run.require_convergence``), summary.json and the W&B summary."""
+        if self.pending is not None:
+            self.metrics_file.append(*self.pending)
+            self.wandb.log_scalars(self.pending[1], self.pending[0])
+        step, solver = self.step, self.solver
+        checkpoint = self.save_checkpoint(step)
+        self.say(f"trained {step - self.start_step} step(s) (total {step}) in {solver.wall_time:.2f} s: "
+                 f"{_loss_and_metric(final, self.progress_names) or final}")
+        result = self.judge() if self.exp.eval.enabled else None
+        fig_paths = self.draw_figures(result) if self.figures else {}
+        status, code, message, converged = self.convergence(final)
+        scalars = judge_scalars(result)
         summary = {
             "status": status, "exit_code": code, "message": message, "step": step,
-            "steps_this_session": step - start_step,
+            "steps_this_session": step - self.start_step,
             "wall_time": solver.wall_time, "converged": converged, "final_metrics": jsonable(final),
-            "judge": judge_scalars(result), "checkpoint": str(checkpoint),
-            "figures": {k: str(v) for k, v in fig_paths.items()}, "wandb_mode": wandb.mode, "world_size": world,
+            "judge": scalars, "checkpoint": str(checkpoint),
+            "figures": {k: str(v) for k, v in fig_paths.items()}, "wandb_mode": self.wandb.mode,
+            "world_size": self.world,
         }
-        if resume is not None:
-            summary["resumed_from"] = str(last_good) if last_good else None
-            summary["skipped_checkpoints"] = [f"{err.path.name}: {err.reason}" for err in skipped]
-        wandb.summary({**{f"final/{k}": v for k, v in jsonable(final).items()},
-                       **{f"judge/{k}": v for k, v in judge_scalars(result).items()}, "status": status})
-        hint = wandb.finish(exit_code=code)
+        if self.resume is not None:
+            summary["resumed_from"] = str(self.last_good) if self.last_good else None
+            summary["skipped_checkpoints"] = [f"{err.path.name}: {err.reason}" for err in self.skipped]
+        self.wandb.summary({**{f"final/{k}": v for k, v in jsonable(final).items()},
+                            **{f"judge/{k}": v for k, v in scalars.items()}, "status": status})
+        hint = self.wandb.finish(exit_code=code)
         if hint:
-            summary["wandb_offline_dirs"] = [str(d) for d in wandb.offline_dirs]
-            say(hint)
-        _write_json(run_dir / "summary.json", summary)
-        return RunResult(run_dir, status, code, message, solver=solver, result=result, history=list(solver.history),
-                         final_metrics=final, figures=fig_paths, checkpoint=checkpoint, step=step,
-                         wall_time=solver.wall_time, wandb_hint=hint)
-    except Exception as err:
-        bar.close()
-        (run_dir / "error.log").write_text(traceback.format_exc())
+            summary["wandb_offline_dirs"] = [str(d) for d in self.wandb.offline_dirs]
+            self.say(hint)
+        _write_json(self.run_dir / "summary.json", summary)
+        return RunResult(self.run_dir, status, code, message, solver=solver, result=result,
+                         history=list(solver.history), final_metrics=final, figures=fig_paths, checkpoint=checkpoint,
+                         step=step, wall_time=solver.wall_time, wandb_hint=hint)
+
+    def judge(self):
+        """The judge's :class:`~agents.evaluate.EvaluationResult`: judge.json, judge.md (also on the console) and
+        the W&B tables. The reference (where the economy has one) is scored when exact or cached;
+        eval.options.reference=true solves it once first (said on the console), false skips it."""
+        import agents
+
+        result = agents.evaluate_solver(self.solver, log=lambda line: self.say(f"judge: {line}"),
+                                        **self.exp.evaluate_kwargs())
+        result.to_json(self.run_dir / "judge.json")
+        report = result.to_markdown()
+        _write_text(self.run_dir / "judge.md", report)
+        self.say(report)
+        self.wandb.table("judge/table", ["metric", "value"], result.table_rows())
+        by = result.euler_by_period
+        self.wandb.table("judge/euler_by_period", ["t", "mean", "lo", "hi", "mse"],
+                         list(zip(by["t"], by["mean"], by["lo"], by["hi"], by["mse"])))
+        return result
+
+    def draw_figures(self, result) -> dict[str, Path]:
+        """The papers' figures (train.plots) in figures/, logged to W&B."""
+        from .plots import run_figures  # matplotlib only when figures are drawn
+
+        paths = run_figures(self.solver, result, self.solver.history, self.run_dir / "figures",
+                            self.exp.evaluate_kwargs())
+        self.wandb.images(paths)
+        self.say(f"figures: {', '.join(str(p) for p in paths.values())}")
+        return paths
+
+    def convergence(self, final: Mapping[str, Any]) -> tuple[str, int, str, Any]:
+        """(status, exit code, message, converged) of a finished run."""
+        run, solver, step = self.exp.run, self.solver, self.step
+        converged = getattr(solver, "converged", final.get("converged"))
+        if converged is False and run.require_convergence:
+            if run.steps is not None and step >= run.steps:
+                limit = f"run.steps = {run.steps} reached"
+            elif run.budget is not None and solver.wall_time >= run.budget:
+                limit = f"run.budget = {run.budget:g} s used"
+            else:
+                limit = "the solver's own limit reached (e.g. max_epochs)"
+            message = (f"not converged after {step} step(s) and {solver.wall_time:.3g} s ({limit}): "
+                       f"{_loss_and_metric(final, self.progress_names) or 'see metrics.jsonl'}")
+            return "not_converged", EXIT_NOT_CONVERGED, message, converged
+        if converged is False:
+            return "ok", EXIT_OK, "finished (the solver did not report convergence; run.require_convergence = false)", \
+                converged
+        return "ok", EXIT_OK, "finished" + (" (converged)" if converged else ""), converged
+
+    def failed(self, err: Exception) -> NoReturn:
+        """An unexpected error (called while handling it): error.log, summary.json, W&B closed; :class:`TrainError`
+        (exit 1) naming the error and the log."""
+        self.bar.close()
+        (self.run_dir / "error.log").write_text(traceback.format_exc())
         try:
-            wandb.finish(exit_code=EXIT_ERROR)
+            self.wandb.finish(exit_code=EXIT_ERROR)
         except Exception:  # pragma: no cover
             pass
-        _write_json(run_dir / "summary.json", {"status": "error", "exit_code": EXIT_ERROR,
-                                               "message": f"{type(err).__name__}: {err}", "step": state["step"]})
+        _write_json(self.run_dir / "summary.json", {"status": "error", "exit_code": EXIT_ERROR,
+                                                    "message": f"{type(err).__name__}: {err}", "step": self.step})
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
-        raise TrainError(f"{type(err).__name__}: {first} (traceback: {run_dir / 'error.log'})") from err
+        raise TrainError(f"{type(err).__name__}: {first} (traceback: {self.run_dir / 'error.log'})") from err

@@ -10,7 +10,8 @@ exists. Registered today: ``euler`` (Kahou et al.), ``deepham`` (Han, Yang & E),
 import importlib
 import pkgutil
 
-from .base import SOLVERS, Solver, list_solvers, make_solver, register_solver
+from .base import Solver
+from .registry import SOLVERS, list_solvers, make_solver, register_solver
 from .deepham import DeepHAMConfig, DeepHAMSolver
 from .euler import EulerConfig, EulerSolver
 from .krusell_smith import ClassicalKSConfig, ClassicalKSSolver

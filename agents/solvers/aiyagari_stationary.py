@@ -39,7 +39,8 @@ from .aiyagari_equilibrium import (
     AiyagariModel, GridSpec, StationaryEquilibrium, calibrate_beta, curved_grid, solve_equilibrium, utility,
     value_function,
 )
-from .base import Callback, Progress, Solver, check_budget, register_solver
+from .base import Solver
+from .registry import register_solver
 
 _NEEDS = ("productivity", "idiosyncratic_transition")
 
@@ -157,6 +158,7 @@ class AiyagariStationarySolver(Solver):
     """The stationary equilibrium of an Aiyagari economy without aggregate shocks (see the module docstring)."""
 
     Config = AiyagariStationaryConfig
+    progress_metrics = ("r", "K")
     requires = _NEEDS + (("no aggregate shock (one aggregate state; e.g. Aiyagari-v0 with aggregate_shock='none')",
                           lambda eco: eco.aggregate_states <= 1),)
 
@@ -189,32 +191,24 @@ class AiyagariStationarySolver(Solver):
         self.value = StationaryValue(t(assets), t(value))
 
     # ------------------------------------------------------------------ solve
-    def train(self, steps: int | None = None, *, budget: float | None = None, callback: Callback | None = None,
-              progress: Progress | None = None) -> dict[str, Any]:
-        """Solve the stationary equilibrium (one step; ``steps=0`` does nothing)."""
-        steps, budget = check_budget(steps, budget)
-        if steps == 0:
-            return self.metrics
+    # ``train`` (the Solver template) solves once: one step (``steps=0`` solves nothing)
+    def _begin(self, steps: int | None, budget: float | None) -> int | None:
+        return 0 if steps == 0 else 1
+
+    def _train_step(self) -> dict[str, Any]:
+        """Solve the stationary equilibrium (β calibrated first if ``target_assets`` is set)."""
         cfg = self.config
-        self._start_clock()
-        try:
-            spec = cfg.grid_spec()
-            if cfg.target_assets is not None:
-                eq = calibrate_beta(cfg.target_assets, self.model, spec, beta_min=cfg.beta_min)
-            else:
-                eq = solve_equilibrium(self.model, spec)
-            self.equilibrium = eq
-            V = value_function(eq, c_min=self.economy.params.c_min)
-            self._set_tables(eq.assets, eq.consumption, eq.r, eq.w, V)
-            self.distribution = StationaryDistribution(eq.grid, eq.mass, eq.model.productivity)
-            self.statistics = eq.statistics()
-            self._log(self._metrics(), callback)
-            if progress is not None:
-                progress(1, 1)
-        finally:
-            self._stop_clock()
-        self.metrics["wall_time"] = self.wall_time
-        return self.metrics
+        spec = cfg.grid_spec()
+        if cfg.target_assets is not None:
+            eq = calibrate_beta(cfg.target_assets, self.model, spec, beta_min=cfg.beta_min)
+        else:
+            eq = solve_equilibrium(self.model, spec)
+        self.equilibrium = eq
+        V = value_function(eq, c_min=self.economy.params.c_min)
+        self._set_tables(eq.assets, eq.consumption, eq.r, eq.w, V)
+        self.distribution = StationaryDistribution(eq.grid, eq.mass, eq.model.productivity)
+        self.statistics = eq.statistics()
+        return self._metrics()
 
     def _metrics(self) -> dict[str, Any]:
         s = self.statistics
@@ -250,15 +244,10 @@ class AiyagariStationarySolver(Solver):
         return sd
 
     def load_state_dict(self, state_dict) -> None:
-        if state_dict.get("solver", self.name) != self.name:
-            raise ValueError(f"checkpoint of solver {state_dict['solver']!r} loaded into {self.name!r}")
+        self._load_run(state_dict)
         pol, val = state_dict["policy"], state_dict["value"]
         r, w = (float(x) for x in pol["prices"])
         self._set_tables(pol["assets"].cpu().numpy(), pol["table"].cpu().numpy(), r, w, val["table"].cpu().numpy())
-        self.wall_time = float(state_dict.get("wall_time", 0.0))
-        self.cpu_time = float(state_dict.get("cpu_time", 0.0))
-        self.history = list(state_dict.get("history", []))
-        self.metrics = dict(self.history[-1]) if self.history else {}
         self.statistics = dict(state_dict.get("statistics", {}))
         dist = state_dict.get("distribution")
         self.distribution = None if dist is None else StationaryDistribution(

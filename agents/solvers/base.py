@@ -1,11 +1,13 @@
-"""The one interface every solver implements, and the registry behind :func:`agents.make_solver`.
+"""The one interface every solver implements (the registry behind :func:`agents.make_solver` is
+:mod:`agents.solvers.registry`).
 
 A solver is built as ``Solver(economy, config)`` and then
 
 * ``solver.train(steps=None, budget=None, callback=None, progress=None) -> dict`` trains for at most ``steps``
-  gradient steps and/or ``budget`` seconds of wall time (both None: the config's own stopping rule), calling
+  steps and/or ``budget`` seconds of the solver's clock (both None: the config's own stopping rule), calling
   ``callback(metrics: dict)`` at every logging point (a truthy return value stops training) and
-  ``progress(done: int, total: int | None)`` after every step (for progress bars); it returns the final metrics;
+  ``progress(done: int, total: int | None)`` after every step (for progress bars); it returns the final metrics
+  (with ``wall_time`` and ``cpu_time``);
 * ``solver.policy`` is an ``nn.Module`` mapping an economy state TensorDict to actions ``(B, N)``;
   ``solver.value`` is an optional ``nn.Module`` state -> per-agent values ``(B, N)`` (None if the solver has none);
 * ``solver.state_dict()`` / ``solver.load_state_dict(sd)`` checkpoint everything needed to resume;
@@ -13,11 +15,29 @@ A solver is built as ``Solver(economy, config)`` and then
   the CPU seconds of this process over the same intervals (≈ the wall time an idle machine would show for a
   single-threaded run; useful on shared machines);
 * ``solver.metrics`` the latest metrics, ``solver.history`` the list of all logged metrics;
+* ``Solver.progress_metrics`` the names of the metrics a progress bar shows, in order (e.g. the training loss, then
+  the validation metric); a name may be missing from some logged metrics;
 * ``solver.initial_state`` the state the solver's simulations start from, if it has one (the judge may reuse it).
 
-Under torchrun a solver with ``supports_distributed = True`` trains data-parallel (:mod:`agents.distributed`):
-every process calls ``train`` with the same arguments, simulates its own data, and takes every stopping decision
-identically (``_log`` all-reduces the callback's stop; rank 0 alone passes a callback).
+``train`` is one template (:meth:`Solver.train`) that does the bookkeeping — the arguments, the clock, the budget,
+progress, logging and the stop by the callback — around hooks in which a solver writes its algorithm:
+
+* ``_begin(steps, budget) -> int | None`` — per-call setup (e.g. a first value fit); returns the call's planned
+  number of steps: ``steps`` when given, else what the config's own rule leaves (None: no count — the budget or
+  ``_done`` ends the call; 0: nothing to do);
+* ``_train_step() -> dict | None`` — one step (a minibatch, a policy step, an iteration of a fixed point): the
+  metrics to log when it is a logging point of the solver's own, else None;
+* ``_metrics() -> dict`` — the metrics now, logged when the call stops at a step that returned None;
+* ``_done() -> bool`` — after every step (and its log): the solver has finished (converged, diverged); may raise
+  an error found by the step after its metrics were logged;
+* ``_end(done)`` — after the last step of the call, on the clock (``done`` steps were taken);
+* ``_finish(final) -> dict`` — the final metrics from a copy of the latest, off the clock.
+
+A step's wall time counts towards the budget, a callback's does not (the clock stops while it runs); the budget is
+checked after every step and a call that it stops logs its last step. Under torchrun a solver with
+``supports_distributed = True`` trains data-parallel (:mod:`agents.distributed`): every process calls ``train``
+with the same arguments, simulates its own data, and takes every stopping decision identically (rank 0's clock
+decides the budget, ``_log`` all-reduces the callback's stop; rank 0 alone passes a callback).
 
 The command line and the judge use nothing else. Adding a solver = a subclass decorated with
 ``@register_solver("name")`` and a :class:`~agents.config.Config` subclass for its settings.
@@ -42,40 +62,9 @@ from ..config import Config, ConfigError
 Callback = Callable[[dict[str, Any]], Any]
 Progress = Callable[[int, "int | None"], Any]
 
-SOLVERS: dict[str, type["Solver"]] = {}
-
-
-def register_solver(name: str):
-    """Class decorator: make ``cls`` available as ``make_solver(name, ...)``."""
-
-    def wrap(cls: type[Solver]) -> type[Solver]:
-        if name in SOLVERS and SOLVERS[name] is not cls:
-            raise ValueError(f"a solver named {name!r} is already registered ({SOLVERS[name].__name__})")
-        cls.name = name
-        SOLVERS[name] = cls
-        return cls
-
-    return wrap
-
-
-def list_solvers() -> list[str]:
-    return sorted(SOLVERS)
-
-
-def make_solver(name: str, economy: Economy, config: Config | Mapping[str, Any] | None = None) -> "Solver":
-    """The solver registered as ``name`` for ``economy``; ``config`` a mapping or the solver's Config instance.
-
-    Keys absent from a mapping take the solver's defaults for this economy (``Solver.default_config(economy)``).
-    """
-    try:
-        cls = SOLVERS[name]
-    except KeyError:
-        raise ValueError(f"unknown solver {name!r}; known solvers: {', '.join(list_solvers())}") from None
-    return cls(economy, config)
-
-
 class Solver(abc.ABC):
-    """Base class: config resolution, wall-time accounting, metric history and checkpoint plumbing."""
+    """Base class: config resolution, the training template (:meth:`train` and its hooks), wall-time accounting,
+    metric history and checkpoint plumbing."""
 
     name: ClassVar[str] = "solver"
     Config: ClassVar[type[Config]] = Config
@@ -84,6 +73,8 @@ class Solver(abc.ABC):
     #: what the solver needs from an economy, checked once when it is built: names the economy must provide
     #: (:meth:`Economy.provides`), or ``(description, predicate(economy) -> bool)`` pairs. Empty: any economy.
     requires: ClassVar[tuple[str | tuple[str, Callable[[Economy], bool]], ...]] = ()
+    #: the metrics a progress bar shows, in order (e.g. the training loss, then the validation metric)
+    progress_metrics: ClassVar[tuple[str, ...]] = ()
 
     policy: nn.Module
     value: nn.Module | None = None
@@ -99,7 +90,9 @@ class Solver(abc.ABC):
                 f"lacks {'; '.join(missing)}"
             )
         self.economy = economy
-        self.config = self.Config.build(config, base=self.default_config(economy))
+        # a Config instance is already valid (e.g. the CLI's, validated once when the file was read)
+        self.config = config if isinstance(config, self.Config) else self.Config.build(
+            config, base=self.default_config(economy))
         self.history: list[dict[str, Any]] = []
         self.metrics: dict[str, Any] = {}
         self.wall_time = 0.0
@@ -137,7 +130,6 @@ class Solver(abc.ABC):
         return cls.default_config(economy)
 
     # ------------------------------------------------------------------ the interface
-    @abc.abstractmethod
     def train(
         self,
         steps: int | None = None,
@@ -146,7 +138,58 @@ class Solver(abc.ABC):
         callback: Callback | None = None,
         progress: Progress | None = None,
     ) -> dict[str, Any]:
-        """Train; see the module docstring."""
+        """Train for ``steps`` more steps and/or ``budget`` more seconds, or by the config's own rule (see the module
+        docstring); returns the final metrics."""
+        steps, budget = check_budget(steps, budget)
+        self._start_clock()
+        self._deadline = None if budget is None else self._elapsed() + budget
+        try:
+            total = self._begin(steps, budget)
+            done, stop = 0, total == 0
+            while not stop:
+                metrics = self._train_step()
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+                # the budget: rank 0's clock decides for every process
+                out_of_time = self._deadline is not None and distributed.broadcast_flag(self._out_of_time())
+                last = done == total or out_of_time
+                if metrics is None and last:
+                    metrics = self._metrics()
+                asked = metrics is not None and self._log(metrics, callback)
+                stop = self._done() or last or asked
+            self._end(done)
+        finally:
+            self._stop_clock()
+            self._deadline = None
+        final = self._finish(dict(self.metrics))
+        final.update(wall_time=self.wall_time, cpu_time=self.cpu_time)
+        self.metrics = final
+        return final
+
+    # ------------------------------------------------------------------ the hooks of train (module docstring)
+    def _begin(self, steps: int | None, budget: float | None) -> int | None:
+        """Per-call setup; the call's planned number of steps (default: ``steps``)."""
+        return steps
+
+    def _train_step(self) -> dict[str, Any] | None:
+        """One step; the metrics to log if it is a logging point, else None."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither train() nor _train_step()")
+
+    def _metrics(self) -> dict[str, Any]:
+        """The metrics now (logged when a call stops at a step that logged nothing)."""
+        raise NotImplementedError(f"{type(self).__name__}._metrics")
+
+    def _done(self) -> bool:
+        """Whether the solver has finished (checked after every step and its log)."""
+        return False
+
+    def _end(self, done: int) -> None:
+        """After the call's last step (``done`` steps), on the clock."""
+
+    def _finish(self, final: dict[str, Any]) -> dict[str, Any]:
+        """The final metrics (``final``: a copy of the latest metrics), off the clock."""
+        return final
 
     def state_dict(self) -> dict[str, Any]:
         sd = {"solver": self.name, "config": self.config.to_dict(), "policy": self.policy.state_dict(),
@@ -156,11 +199,15 @@ class Solver(abc.ABC):
         return sd
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
-        if state_dict.get("solver", self.name) != self.name:
-            raise ValueError(f"checkpoint of solver {state_dict['solver']!r} loaded into {self.name!r}")
+        self._load_run(state_dict)
         self.policy.load_state_dict(state_dict["policy"])
         if self.value is not None and "value" in state_dict:
             self.value.load_state_dict(state_dict["value"])
+
+    def _load_run(self, state_dict: Mapping[str, Any]) -> None:
+        """The checkpoint's solver name checked; its clocks, history and latest metrics restored."""
+        if state_dict.get("solver", self.name) != self.name:
+            raise ValueError(f"checkpoint of solver {state_dict['solver']!r} loaded into {self.name!r}")
         self.wall_time = float(state_dict.get("wall_time", 0.0))
         self.cpu_time = float(state_dict.get("cpu_time", 0.0))
         self.history = list(state_dict.get("history", []))
@@ -181,6 +228,13 @@ class Solver(abc.ABC):
         """Accumulated wall time including the running interval."""
         running = 0.0 if self._clock is None else time.perf_counter() - self._clock
         return self.wall_time + running
+
+    _deadline: float | None = None
+    """the solver's clock (:meth:`_elapsed`) at which the current ``train`` call's budget runs out (None: no budget)"""
+
+    def _out_of_time(self) -> bool:
+        """Whether this process's clock has passed the current call's budget (False without one)."""
+        return self._deadline is not None and self._elapsed() >= self._deadline
 
     _ddp = None
 
@@ -221,9 +275,13 @@ def check_budget(steps: int | None, budget: float | None) -> tuple[int | None, f
     return steps, budget
 
 
-def torch_dtype(name: str) -> torch.dtype:
-    """``"float32"`` / ``"float64"`` -> the torch dtype (a config's ``dtype`` field)."""
-    try:
-        return {"float32": torch.float32, "float64": torch.float64}[name]
-    except KeyError:
-        raise ConfigError(f"dtype must be 'float32' or 'float64', got {name!r}") from None
+def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params, grad_clip: float | None
+                   ) -> torch.Tensor:
+    """Zero the gradients, backpropagate ``loss``, clip the gradient norm of ``params`` (unless ``grad_clip`` is
+    None), step; returns the detached loss."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    optimizer.step()
+    return loss.detach()

@@ -2,7 +2,7 @@ r"""DeepHAM (Han, Yang & E): policy optimisation on simulated paths + value regr
 
 One household's (firm's) problem is solved by differentiating its discounted payoff along simulated paths of the
 whole economy, while a value function learned by regression closes the truncated horizon. The algorithm, top to
-bottom (:meth:`DeepHAMSolver.train`):
+bottom (:meth:`DeepHAMSolver._train_step` and its ``_begin``, in the Solver template ``train``):
 
 0. **Networks.** Policy: a DeepSets actor (:mod:`agents.networks`)
    :math:`a_i = \rho(o_i, Z, \bar\phi)` with :math:`\bar\phi = \frac1N\sum_j \phi(k_j)` — the 1st moment
@@ -70,7 +70,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Literal
 
 import torch
@@ -79,11 +79,13 @@ from torch import nn
 
 from hetagents_env.economies.core import Economy
 
-from .. import distributed
+from .. import distributed, schedules
 from ..config import Config, ConfigError, interval
 from ..networks import ACTIVATION_FUNCTIONS, DeepSets, DeepSetsConfig, fast_tanh, make_actor, use_fast_tanh
 from ..value import ValueConfig, ValueEnsemble, fit_ensemble, fit_value, make_value, value_dataset
-from .base import Callback, Progress, Solver, check_budget, register_solver, torch_dtype
+from ..config import torch_dtype
+from .base import Solver, optimizer_step
+from .registry import register_solver
 
 
 __all__ = [
@@ -205,11 +207,13 @@ class DeepHAMConfig(Config):
 @register_solver("deepham")
 class DeepHAMSolver(Solver):
     """DeepHAM; see the module docstring. Attributes besides the Solver interface: ``step``, ``value_fits``,
-    ``pool`` (the ergodic economies' current state), ``starts`` (the recorded start states, flat [S])."""
+    ``pool`` (the ergodic economies' current state), ``starts`` (the recorded start states, flat [S]),
+    ``scheduler`` (the learning rate of policy step ``step``, :class:`agents.schedules.PositionLR`)."""
 
     Config = DeepHAMConfig
     config: DeepHAMConfig
     supports_distributed = True
+    progress_metrics = ("train_objective", "val_objective")
 
     @classmethod
     def default_config(cls, economy: Economy) -> DeepHAMConfig:
@@ -255,6 +259,7 @@ class DeepHAMSolver(Solver):
         self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
         self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=cfg.value.lr, betas=cfg.value.adam_betas)
         self.step = 0
+        self.scheduler = schedules.PositionLR(self.optimizer, lambda: self._lr_factor(self.step))  # lr of step `step`
         self.value_fits = 0
         self.value_metrics: dict[str, float] = {}
         self.discount = self.beta ** torch.arange(cfg.horizon + 1, dtype=economy.dtype, device=economy.device)
@@ -414,70 +419,44 @@ class DeepHAMSolver(Solver):
         }
 
     def lr_at(self, step: int) -> float:
+        """The learning rate of policy step ``step`` (geometric from lr to lr_end over ``config.steps``)."""
+        return schedules.scaled(self.config.lr, self._lr_factor(step))
+
+    def _lr_factor(self, step: int) -> float:
         cfg = self.config
         if cfg.lr_end is None or cfg.steps <= 1:
-            return cfg.lr
-        return cfg.lr * (cfg.lr_end / cfg.lr) ** min(step / (cfg.steps - 1), 1.0)
+            return 1.0
+        return schedules.geometric(step / (cfg.steps - 1), ratio=cfg.lr_end / cfg.lr)
 
     # ------------------------------------------------------------------ training
-    def train(
-        self,
-        steps: int | None = None,
-        *,
-        budget: float | None = None,
-        callback: Callback | None = None,
-        progress: Progress | None = None,
-    ) -> dict[str, Any]:
-        """Policy steps (with value refits every ``value_every``) until ``config.steps`` in all, ``steps`` more or
-        ``budget`` more seconds. Returns the last metrics (validation, value fit, ergodic K, wall time)."""
-        steps, budget = check_budget(steps, budget)
+    # ``train`` (the Solver template): policy steps, with value refits every ``value_every``, until ``config.steps``
+    # in all, ``steps`` more or ``budget`` more seconds; logs every ``val_every`` steps and at the call's last step.
+    def _begin(self, steps: int | None, budget: float | None) -> int | None:
+        self._loss = self._loss_function()
+        self._objective = float("nan")
+        if self.value_fits == 0:  # --- 2. the first value fit (a budget cuts it short too)
+            self.fit_value()
+        return max(0, self.config.steps - self.step) if steps is None else steps
+
+    def _train_step(self) -> dict[str, Any] | None:
         cfg = self.config
-        total = max(0, cfg.steps - self.step) if steps is None else steps
-        loss_of = self._loss_function()
-        self._start_clock()
-        deadline = None if budget is None else self._elapsed() + budget
-        # a budget also cuts a value regression short (the first fit alone takes minutes at the published size)
-        self._out_of_time = None if deadline is None else (lambda: self._elapsed() >= deadline)
-        try:
-            if self.value_fits == 0:
-                self.fit_value()
-            done, objective = 0, float("nan")
-            while done < total:
-                if self.step > 0 and self.step % cfg.value_every == 0 and self._last_fit_step != self.step:
-                    self._last_fit_step = self.step
-                    self.fit_value()
-                for group in self.optimizer.param_groups:
-                    group["lr"] = self.lr_at(self.step)
-                # --- 3. one Adam step on −mean J along simulated paths
-                loss = loss_of(self._draw_starts(cfg.batch_size))
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(self.actor.parameters(), cfg.grad_clip)
-                self.optimizer.step()
-                objective = -float(loss.detach())
-                self.step += 1
-                done += 1
-                if progress is not None:
-                    progress(done, total)
-                # the budget: rank 0's clock decides for every process
-                out_of_time = deadline is not None and distributed.broadcast_flag(self._elapsed() >= deadline)
-                last = done == total or out_of_time
-                if self.step % cfg.val_every == 0 or last:
-                    if self._log(self._metrics(objective), callback):
-                        break
-                if last:
-                    break
-            if done == 0:
-                self.metrics = self._metrics(objective)
-        finally:
-            self._stop_clock()
-            self._out_of_time = None
-        self.metrics["wall_time"] = self.wall_time
-        return self.metrics
+        # --- 2. value refit every `value_every` steps
+        if self.step > 0 and self.step % cfg.value_every == 0 and self._last_fit_step != self.step:
+            self._last_fit_step = self.step
+            self.fit_value()
+        # --- 3. one Adam step on −mean J along simulated paths
+        self.scheduler.step()  # the learning rate of this step
+        loss = self._loss(self._draw_starts(cfg.batch_size))
+        self._objective = -float(optimizer_step(self.optimizer, loss, self.actor.parameters(), cfg.grad_clip))
+        self.step += 1
+        # --- 4. validation
+        return self._metrics() if self.step % cfg.val_every == 0 else None
+
+    def _end(self, done: int) -> None:
+        if done == 0:  # nothing trained: the metrics now (not logged)
+            self.metrics = self._metrics()
 
     _last_fit_step = -1
-    _out_of_time: Callable[[], bool] | None = None
 
     def _loss_function(self):
         """start states -> −mean J (data-parallel under torchrun: the whole unroll is one DDP forward of the actor)."""
@@ -486,13 +465,13 @@ class DeepHAMSolver(Solver):
 
         return self._data_parallel(self.actor, loss)
 
-    def _metrics(self, objective: float) -> dict[str, Any]:
+    def _metrics(self) -> dict[str, Any]:
         agg = self.sim.aggregates(self.starts)
         first = next(iter(agg))
         # distributed runs: the mean over the processes (the objective of the global batch, validation on the
         # union of the processes' validation economies)
         local = distributed.all_reduce_mean_dict(
-            {"train_objective": objective, **self.validate(), f"ergodic_{first}": float(agg[first].mean())}
+            {"train_objective": self._objective, **self.validate(), f"ergodic_{first}": float(agg[first].mean())}
         )
         return {"step": self.step, "lr": self.lr_at(self.step), **local, **self.value_metrics,
                 "wall_time": self._elapsed()}

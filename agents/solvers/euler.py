@@ -1,6 +1,6 @@
 r"""Euler-residual minimisation (Kahou, Fernández-Villaverde, Perla & Sood), for any economy with a residual.
 
-The algorithm, top to bottom (``EulerSolver.train``):
+The algorithm, top to bottom (``EulerSolver._train_step``, one minibatch; ``train`` is the Solver template):
 
 1. Data. Simulate ``train_trajectories`` (and ``val_trajectories``) paths of ``horizon`` periods, ``horizon + 1``
    states each, from the initial state with the data policy: the exact LQ policy of the linear model
@@ -62,7 +62,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import time
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -71,11 +70,12 @@ from tensordict import TensorDict
 
 from hetagents_env.economies.core import Economy, Policy
 
-from .. import distributed
+from .. import distributed, schedules
 from ..config import Config, ConfigError, interval
 from ..networks import DeepSetsConfig, make_actor
 from ..residuals import batched_residual, residual_options
-from .base import Callback, Progress, Solver, check_budget, register_solver
+from .base import Solver, optimizer_step
+from .registry import register_solver
 
 __all__ = ["EulerConfig", "EulerSolver", "lq_data_policy"]
 
@@ -174,12 +174,14 @@ class EulerSolver(Solver):
 
     Attributes (besides the Solver interface): ``train_states`` / ``val_states`` (flat TensorDicts, batch [S]),
     ``residual_options`` (the keyword options passed to ``economy.euler_residual``), ``epoch``, ``step``,
-    ``converged`` (validation MSE fell below the threshold), ``diverged`` (it became NaN/inf: training stops).
+    ``converged`` (validation MSE fell below the threshold), ``diverged`` (it became NaN/inf: training stops),
+    ``scheduler`` (the learning rate at the next minibatch's position, :class:`agents.schedules.PositionLR`).
     """
 
     Config = EulerConfig
     config: EulerConfig
     supports_distributed = True
+    progress_metrics = ("train_loss", "val_mse")
 
     @classmethod
     def default_config(cls, economy: Economy) -> EulerConfig:
@@ -217,6 +219,11 @@ class EulerSolver(Solver):
         self.val_states = self.simulate(data_policy, cfg.val_trajectories, "val")
         if cfg.init_level == "data_policy":
             self._match_level(data_policy)
+        self._n_train = self.train_states.batch_size[0]
+        # the learning rate at the next minibatch's fractional epoch (and the step, for the warm-up)
+        self.scheduler = schedules.PositionLR(
+            self.optimizer, lambda: self._lr_factors(self.epoch + self._start / self._n_train)
+        )
         self._stop_clock()
 
     # ------------------------------------------------------------------ data
@@ -297,104 +304,82 @@ class EulerSolver(Solver):
         """Mean squared Euler residual over a state set (chunked; no gradients)."""
         return float(batched_residual(self.economy, self.policy, states, self.residual_options).square().mean())
 
-    def lr_at(self, epoch: float) -> float:
-        """The learning rate at a (fractional) epoch and the current step (warm-up)."""
+    def _lr_factors(self, epoch: float) -> tuple[float, float]:
+        """The schedule's factor at a (fractional) epoch and the warm-up's at the current step."""
         cfg = self.config
         if cfg.lr_schedule == "step":
-            lr = cfg.lr * cfg.lr_decay ** math.floor(epoch / cfg.lr_step_epochs)
+            factor = schedules.step_decay(epoch, every=cfg.lr_step_epochs, decay=cfg.lr_decay)
         elif cfg.lr_schedule == "cosine":
-            t = min(epoch / cfg.max_epochs, 1.0)
-            lr = cfg.lr * (cfg.lr_min_factor + (1 - cfg.lr_min_factor) * 0.5 * (1 + math.cos(math.pi * t)))
+            factor = schedules.cosine(epoch / cfg.max_epochs, min_factor=cfg.lr_min_factor)
         else:
-            lr = cfg.lr
-        if cfg.warmup_steps and self.step < cfg.warmup_steps:
-            lr *= (self.step + 1) / cfg.warmup_steps
-        return lr
+            factor = 1.0
+        return factor, schedules.linear_warmup(self.step, steps=cfg.warmup_steps)
+
+    def lr_at(self, epoch: float) -> float:
+        """The learning rate at a (fractional) epoch and the current step (warm-up)."""
+        return schedules.scaled(self.config.lr, self._lr_factors(epoch))
 
     # ------------------------------------------------------------------ training
-    def train(
-        self,
-        steps: int | None = None,
-        *,
-        budget: float | None = None,
-        callback: Callback | None = None,
-        progress: Progress | None = None,
-    ) -> dict[str, Any]:
-        """Run the algorithm until converged, ``max_epochs``, ``steps`` more steps or ``budget`` more seconds.
+    # ``train`` (the Solver template) runs until converged, diverged, ``max_epochs``, ``steps`` more steps or
+    # ``budget`` more seconds; its final metrics add ``train_mse`` and ``val_mse`` on the full sets (computed after
+    # the clock stops). Each call starts a fresh shuffled pass over the training states; a pass logs at its end.
+    def _begin(self, steps: int | None, budget: float | None) -> int | None:
+        self._loss = self._loss_function()
+        self._shuffled = None  # a fresh pass
+        if steps is not None:
+            return steps
+        per_epoch = math.ceil(self.train_states.batch_size[0] / self.config.batch_size)
+        return 0 if self.converged else max(0, (self.config.max_epochs - self.epoch) * per_epoch)
 
-        Returns the final metrics: ``train_mse`` and ``val_mse`` on the full sets (computed after the clock stops),
-        ``epoch``, ``step``, ``converged``, ``diverged`` (a non-finite validation MSE stopped it), ``wall_time``.
-        """
-        steps, budget = check_budget(steps, budget)
+    def _train_step(self) -> dict[str, Any] | None:
         cfg, eco = self.config, self.economy
-        loss_of = self._loss_function()
-        n_train = self.train_states.batch_size[0]
-        per_epoch = math.ceil(n_train / cfg.batch_size)
-        total = steps if steps is not None else max(0, (cfg.max_epochs - self.epoch) * per_epoch)
-        deadline = None if budget is None else time.perf_counter() + budget
-        val_every = cfg.val_every or per_epoch
-        done, stop = 0, steps == 0 or (steps is None and (self.converged or self.epoch >= cfg.max_epochs))
-        self._start_clock()
-        while not stop:
+        if self._shuffled is None:  # a new pass over the training states
             # --- 1. (re-)simulate the data with the current policy every `resimulate_every` epochs
             if cfg.resimulate_every and self.epoch > 0 and self.epoch % cfg.resimulate_every == 0 and self._fresh_epoch:
                 self.train_states = self.simulate(self.policy, cfg.train_trajectories, "train")
                 self.val_states = self.simulate(self.policy, cfg.val_trajectories, "val")
-                n_train = self.train_states.batch_size[0]
             self._fresh_epoch = False
-            shuffled = self.train_states[torch.randperm(n_train, generator=self.rng, device=eco.device)]
-            epoch_loss, batches = 0.0, 0
-            for start in range(0, n_train, cfg.batch_size):
-                # --- 2. loss = mean squared Euler residual on a minibatch
-                lr = self.lr_at(self.epoch + start / n_train)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                loss = loss_of(shuffled[start : start + cfg.batch_size])
-                # --- 3. Adam step
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.grad_clip)
-                self.optimizer.step()
-                self.step += 1
-                done += 1
-                self.last_loss = loss.detach()
-                epoch_loss += self.last_loss
-                batches += 1
-                # --- 4. validation and early stopping
-                end_of_epoch = start + cfg.batch_size >= n_train
-                if self.step % val_every == 0 or end_of_epoch:
-                    self.val_mse = distributed.all_reduce_mean(self.mse(self.val_states))  # the same on every rank
-                    self.best_val_mse = min(self.best_val_mse, self.val_mse)
-                    if self.val_mse < cfg.val_threshold:
-                        self.converged = True
-                    elif not math.isfinite(self.val_mse):
-                        self.diverged = True  # as the published early stopping's check_finite
-                if progress is not None:
-                    progress(done, total)
-                out_of_time = deadline is not None and distributed.broadcast_flag(time.perf_counter() >= deadline)
-                if self.converged or self.diverged or out_of_time or (steps is not None and done >= steps):
-                    stop = True
-                    break
-            if end_of_epoch:
-                self.epoch += 1
-                self._fresh_epoch = True
-                if steps is None and self.epoch >= cfg.max_epochs:
-                    stop = True
-            metrics = {
-                "epoch": self.epoch, "step": self.step, "lr": lr,
-                "train_loss": distributed.all_reduce_mean(float(epoch_loss) / max(batches, 1)),
-                "val_mse": self.val_mse, "best_val_mse": self.best_val_mse, "converged": self.converged,
-                "diverged": self.diverged, "wall_time": self._elapsed(),
-            }
-            if self._log(metrics, callback):
-                stop = True
-        self._stop_clock()
-        final = dict(self.metrics)
+            self._n_train = n_train = self.train_states.batch_size[0]
+            self._shuffled = self.train_states[torch.randperm(n_train, generator=self.rng, device=eco.device)]
+            self._start, self._epoch_loss, self._batches = 0, 0.0, 0
+        n_train, start = self._n_train, self._start
+        # --- 2. loss = mean squared Euler residual on a minibatch
+        self.scheduler.step()  # the learning rate at epoch + start / n_train
+        loss = self._loss(self._shuffled[start : start + cfg.batch_size])
+        # --- 3. Adam step
+        self.last_loss = optimizer_step(self.optimizer, loss, self.policy.parameters(), cfg.grad_clip)
+        self.step += 1
+        self._epoch_loss += self.last_loss
+        self._batches += 1
+        self._start = start + cfg.batch_size
+        end_of_epoch = self._start >= n_train
+        # --- 4. validation and early stopping
+        if self.step % (cfg.val_every or math.ceil(n_train / cfg.batch_size)) == 0 or end_of_epoch:
+            self.val_mse = distributed.all_reduce_mean(self.mse(self.val_states))  # the same on every rank
+            self.best_val_mse = min(self.best_val_mse, self.val_mse)
+            if self.val_mse < cfg.val_threshold:
+                self.converged = True
+            elif not math.isfinite(self.val_mse):
+                self.diverged = True  # as the published early stopping's check_finite
+        if end_of_epoch:
+            self.epoch += 1
+            self._fresh_epoch, self._shuffled = True, None
+        return self._metrics() if end_of_epoch or self._done() else None
+
+    def _done(self) -> bool:
+        return self.converged or self.diverged
+
+    def _metrics(self) -> dict[str, Any]:
+        return {
+            "epoch": self.epoch, "step": self.step, "lr": self.scheduler.get_last_lr()[0],
+            "train_loss": distributed.all_reduce_mean(float(self._epoch_loss) / max(self._batches, 1)),
+            "val_mse": self.val_mse, "best_val_mse": self.best_val_mse, "converged": self.converged,
+            "diverged": self.diverged, "wall_time": self._elapsed(),
+        }
+
+    def _finish(self, final: dict[str, Any]) -> dict[str, Any]:
         final.update(train_mse=distributed.all_reduce_mean(self.mse(self.train_states)),
-                     val_mse=distributed.all_reduce_mean(self.mse(self.val_states)),
-                     wall_time=self.wall_time, cpu_time=self.cpu_time)
-        self.metrics = final
+                     val_mse=distributed.all_reduce_mean(self.mse(self.val_states)))
         return final
 
     def _loss_function(self):
@@ -406,6 +391,8 @@ class EulerSolver(Solver):
         return self._data_parallel(self.policy, loss)
 
     _fresh_epoch = True
+    _shuffled: TensorDict | None = None  # the current pass's shuffled training states (None: start a new pass)
+    _start = 0  # the next minibatch's offset in the pass
     val_mse = math.nan
     last_loss: torch.Tensor | None = None
     """the latest minibatch loss of this process (the global one is its mean over the processes)"""

@@ -51,7 +51,8 @@ from hetagents_env.economies.core import Economy
 
 from ..aggregate_law import ALMFit, fit_alm
 from ..config import Config, ConfigError, interval
-from .base import Callback, Progress, Solver, check_budget, register_solver
+from .base import Solver
+from .registry import register_solver
 
 #: Maliar, Maliar & Valli (2010), stochastic simulation, JEDC comparison-project calibration
 PUBLISHED_ALM = np.array([[0.123815, 0.965565], [0.137800, 0.963238]])
@@ -270,6 +271,7 @@ class ClassicalKSSolver(Solver):
     """
 
     Config = ClassicalKSConfig
+    progress_metrics = ("alm_change",)
     #: a household economy with Krusell–Smith's shape: its grids are (2 z, M K, 2 e, J k), its Euler update is the
     #: log-utility one and its grid starts at k = 0
     requires = (
@@ -410,7 +412,7 @@ class ClassicalKSSolver(Solver):
         line = (f"ks_classical, ALM iteration {self.iterations}: {self._describe(cov)}; K grid re-placed to "
                 f"[{new_lo:.4g}, {new_hi:.4g}] ({self.K_regrids} of at most {self.config.K_regrids})")
         self.regrid_log.append(line)
-        warnings.warn(line, RuntimeWarning, stacklevel=3)
+        warnings.warn(line, RuntimeWarning, stacklevel=4)  # the caller of train
         return line
 
     def _check_k_grids(self) -> None:
@@ -581,76 +583,68 @@ class ClassicalKSSolver(Solver):
         return K_path[None], z_path[None], final
 
     # ------------------------------------------------------------------ the fixed point
-    def train(
-        self,
-        steps: int | None = None,
-        *,
-        budget: float | None = None,
-        callback: Callback | None = None,
-        progress: Progress | None = None,
-    ) -> dict[str, Any]:
-        """ALM iterations: household problem -> panel simulation -> OLS -> damped ALM update, until converged."""
-        steps, budget = check_budget(steps, budget)
-        cfg = self.config
-        total = cfg.max_alm_iterations if steps is None else steps
-        self._start_clock()
-        try:
-            for done in range(1, total + 1):
-                policy_iterations = self.solve_household(self.alm)
-                if cfg.simulation == "panel":
-                    K, z, final_k = self.simulate(initial_k=self.panel_k)
-                else:
-                    K, z, final_k = self.simulate_histogram(initial=self.panel_k)
-                fit: ALMFit = fit_alm(K, z, burn_in=cfg.burn_in)
-                change = float(np.abs(fit.coefficients - self.alm).max())
-                if change > 100 * cfg.alm_tol:
-                    # MMV: the next panel starts from this one's terminal cross-section (the ergodic set); it is
-                    # held fixed once the ALM is nearly converged, so that the fixed point is one of a fixed map
-                    self.panel_k = final_k
-                self.converged = change < cfg.alm_tol
-                # at convergence the perceived ALM is the panel's OLS fit; before, a damped step towards it
-                self.alm = fit.coefficients if self.converged else (
-                    cfg.alm_damping * fit.coefficients + (1 - cfg.alm_damping) * self.alm
-                )
-                self.r2, self.panel, self.iterations = fit.r2, (K, z), self.iterations + 1
-                # the solution must lie on its K grid: checked once the ALM has settled (before, K paths are
-                # transients of a wrong ALM); off it, the grid is re-placed (a bounded number of times) or it fails
-                coverage = self._coverage(K, fit.coefficients)
-                failure = None
-                if not coverage["K_on_grid"] and (self.converged or change < SETTLED_CHANGE):
-                    self.converged = False
-                    if self.K_regrids < cfg.K_regrids:
-                        self._replace_K_grid(coverage)
-                    else:
-                        failure = GridCoverageError(
-                            f"ks_classical: {self._describe(coverage)}: the solution is not on its K grid"
-                            + (f" after {self.K_regrids} re-placement(s) ({cfg.K_regrids} allowed)" if cfg.K_regrids
-                               else " (re-placement disabled, K_regrids = 0)")
-                            + ". Place K_min/K_max around the simulated range (or leave them unset: placed from the "
-                            f"steady state {aggregate_steady_state(self.grid_economy):.4g}) or allow more K_regrids."
-                        )
-                if self.converged and policy_iterations >= cfg.max_policy_iterations:
-                    self.converged = False  # the household problem did not converge under this ALM: go on
-                if self.converged:
-                    try:
-                        self._check_k_grids()
-                    except GridCoverageError as error:
-                        self.converged, failure = False, error
-                metrics = {**self._metrics(change, policy_iterations, K), **coverage, "K_regrids": self.K_regrids}
-                stop = self._log(metrics, callback)
-                if failure is not None:
-                    raise failure
-                if progress is not None:
-                    progress(done, total)
-                if self.converged or stop or (budget is not None and self._elapsed() > budget):
-                    break
-            self.value.table = self.value_table()
-        finally:
-            self._stop_clock()
-        self.metrics["wall_time"] = self.wall_time
-        return self.metrics
+    # ``train`` (the Solver template): ALM iterations until converged, ``steps`` iterations (default
+    # ``max_alm_iterations``) or ``budget`` seconds; every iteration is logged.
+    def _begin(self, steps: int | None, budget: float | None) -> int | None:
+        return self.config.max_alm_iterations if steps is None else steps
 
-    def _metrics(self, change: float, policy_iterations: int, K: np.ndarray) -> dict[str, Any]:
+    def _train_step(self) -> dict[str, Any]:
+        """One ALM iteration: household problem -> panel simulation -> OLS -> damped ALM update."""
+        cfg = self.config
+        policy_iterations = self.solve_household(self.alm)
+        if cfg.simulation == "panel":
+            K, z, final_k = self.simulate(initial_k=self.panel_k)
+        else:
+            K, z, final_k = self.simulate_histogram(initial=self.panel_k)
+        fit: ALMFit = fit_alm(K, z, burn_in=cfg.burn_in)
+        change = float(np.abs(fit.coefficients - self.alm).max())
+        if change > 100 * cfg.alm_tol:
+            # MMV: the next panel starts from this one's terminal cross-section (the ergodic set); it is
+            # held fixed once the ALM is nearly converged, so that the fixed point is one of a fixed map
+            self.panel_k = final_k
+        self.converged = change < cfg.alm_tol
+        # at convergence the perceived ALM is the panel's OLS fit; before, a damped step towards it
+        self.alm = fit.coefficients if self.converged else (
+            cfg.alm_damping * fit.coefficients + (1 - cfg.alm_damping) * self.alm
+        )
+        self.r2, self.panel, self.iterations = fit.r2, (K, z), self.iterations + 1
+        # the solution must lie on its K grid: checked once the ALM has settled (before, K paths are
+        # transients of a wrong ALM); off it, the grid is re-placed (a bounded number of times) or it fails
+        coverage = self._coverage(K, fit.coefficients)
+        if not coverage["K_on_grid"] and (self.converged or change < SETTLED_CHANGE):
+            self.converged = False
+            if self.K_regrids < cfg.K_regrids:
+                self._replace_K_grid(coverage)
+            else:
+                self._failure = GridCoverageError(
+                    f"ks_classical: {self._describe(coverage)}: the solution is not on its K grid"
+                    + (f" after {self.K_regrids} re-placement(s) ({cfg.K_regrids} allowed)" if cfg.K_regrids
+                       else " (re-placement disabled, K_regrids = 0)")
+                    + ". Place K_min/K_max around the simulated range (or leave them unset: placed from the "
+                    f"steady state {aggregate_steady_state(self.grid_economy):.4g}) or allow more K_regrids."
+                )
+        if self.converged and policy_iterations >= cfg.max_policy_iterations:
+            self.converged = False  # the household problem did not converge under this ALM: go on
+        if self.converged:
+            try:
+                self._check_k_grids()
+            except GridCoverageError as error:
+                self.converged, self._failure = False, error
+        return {**self._iteration_metrics(change, policy_iterations, K), **coverage, "K_regrids": self.K_regrids}
+
+    def _done(self) -> bool:
+        """Converged; a grid failure of the last iteration is raised here, once its metrics are logged."""
+        failure, self._failure = self._failure, None
+        if failure is not None:
+            raise failure
+        return self.converged
+
+    def _end(self, done: int) -> None:
+        self.value.table = self.value_table()
+
+    _failure: GridCoverageError | None = None
+
+    def _iteration_metrics(self, change: float, policy_iterations: int, K: np.ndarray) -> dict[str, Any]:
         (ab, bb), (ag, bg) = self.alm.tolist()
         return {
             "iteration": self.iterations, "alm_change": change, "converged": self.converged,

@@ -1,7 +1,8 @@
 """Shared plumbing of the library facades (:mod:`.gymnasium`, :mod:`.pettingzoo`, :mod:`.torchrl`).
 
 No economics here: only how the core's tensors are presented (bounds, layouts, numpy conversion) and how the
-facades build their core :class:`~hetagents_env.interfaces.env.EconomyEnv`. Imports nothing heavier than numpy and torch.
+facades build their core :class:`~hetagents_env.interfaces.env.EconomyEnv` from their
+:class:`~hetagents_env.interfaces.options.EnvOptions`. Imports nothing heavier than numpy and torch.
 
 Layouts shared by the facades (``d_a = len(economy.agent_features)``, ``d_z = len(economy.aggregate_features)``):
 
@@ -19,41 +20,28 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from ..economies import Economy
+from ..economies import Economy, make_economy
 from .env import EconomyEnv
-from ..economies import make_economy
+from .options import EnvOptions, check_action_bound
 
 #: default half-width of the action box when the economy's action is unbounded (investment: units of the good)
 DEFAULT_ACTION_BOUND = 1.0
 
 
-def build_core(
-    economy: str | Economy,
-    num_envs: int,
-    *,
-    n_agents: int | None,
-    device,
-    dtype,
-    seed: int | None,
-    max_episode_steps: int | None,
-    check_actions: bool,
-    compile: bool = False,
-    params: dict,
-) -> EconomyEnv:
-    """The core batched env a facade delegates to; ``economy`` is an id or an :class:`Economy` instance."""
+def build_core(economy: str | Economy, num_envs: int, options: EnvOptions) -> EconomyEnv:
+    """The core batched env a facade delegates to; ``economy`` is an id or an :class:`Economy` instance (whose size,
+    device, dtype and parameters are fixed: ``options`` must not set them)."""
     if isinstance(economy, Economy):
-        given = {"n_agents": n_agents, "device": device, "dtype": dtype}
-        clash = sorted(k for k, v in given.items() if v is not None) + sorted(params)
+        given = {"n_agents": options.n_agents, "device": options.device, "dtype": options.dtype}
+        clash = sorted(k for k, v in given.items() if v is not None) + sorted(options.params)
         if clash:
             raise ValueError(
                 f"economy is already an Economy instance; do not also pass {', '.join(clash)} "
                 "(they are fixed by the instance)"
             )
     else:
-        economy = make_economy(economy, n_agents=n_agents, device=device, dtype=dtype, **params)
-    return EconomyEnv(
-        economy, num_envs, seed=seed, max_episode_steps=max_episode_steps, check_actions=check_actions, compile=compile
-    )
+        economy = make_economy(economy, **options.economy_kwargs())
+    return EconomyEnv(economy, num_envs, **options.env_kwargs())
 
 
 def action_bounds(economy: Economy, action_bound: float | None = None) -> tuple[float, float]:
@@ -64,9 +52,8 @@ def action_bounds(economy: Economy, action_bound: float | None = None) -> tuple[
     ``[-1, 1]`` units of the good, far beyond any equilibrium investment ≈ 0.03). The spaces only advertise the
     range (for sampling and squashing): actions outside it are passed to the economy unchanged.
     """
-    bound = DEFAULT_ACTION_BOUND if action_bound is None else action_bound
-    if isinstance(bound, bool) or not isinstance(bound, (int, float)) or not (0.0 < float(bound) < math.inf):
-        raise ValueError(f"action_bound must be a finite number > 0, got {action_bound!r}")
+    bound = check_action_bound(action_bound)
+    bound = DEFAULT_ACTION_BOUND if bound is None else bound
     low = economy.action_low if math.isfinite(economy.action_low) else -float(bound)
     high = economy.action_high if math.isfinite(economy.action_high) else float(bound)
     return float(low), float(high)

@@ -47,6 +47,7 @@ from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from . import _facade
+from .options import EnvOptions, takes_options
 from .render import RENDER_FPS, RENDER_MODES, Renderer, check_render_mode
 from ..economies import Economy
 from ..economies.registry import NAMESPACE, list_envs, on_register
@@ -89,47 +90,37 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
         economy: an environment id (``"Investment-v0"``, also with the ``"hetagents/"`` prefix) or an
             :class:`~hetagents_env.economies.core.Economy` instance.
         num_envs: number of economies ``B``.
-        n_agents, device, dtype, **params: the economy's size, device, dtype and parameters (ids only).
-        seed: seed of the first ``reset()`` that is given none.
-        max_episode_steps: truncate every economy after this many steps (``None``: never).
         autoreset_mode: ``AutoresetMode.NEXT_STEP`` (default, as Gymnasium), ``SAME_STEP`` or ``DISABLED`` (or their
             names); TorchRL's ``GymWrapper`` needs ``DISABLED``.
         render_mode: ``None`` (default), ``"rgb_array"`` or ``"human"``.
         return_torch: return torch tensors on the economy's device instead of numpy arrays.
-        check_actions: validate actions in the core (shape, dtype, device, finiteness).
-        compile: ``torch.compile`` the core's step (see :class:`~hetagents_env.interfaces.env.EconomyEnv`).
-        action_bound: half-width of the action box where the economy's action is unbounded (default 1).
+        options, **kwargs: the :class:`~hetagents_env.interfaces.options.EnvOptions`, as one object and/or as
+            keywords (see :meth:`~hetagents_env.interfaces.options.EnvOptions.from_kwargs`). With an Economy
+            instance, its size, device, dtype and parameters are fixed: do not set them.
 
     Attributes:
         core: the :class:`~hetagents_env.interfaces.env.EconomyEnv` doing the work; ``core.economy`` has the pure functions.
+        options: the :class:`~hetagents_env.interfaces.options.EnvOptions` it was built with.
     """
 
     metadata: dict[str, Any] = {
         "render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS, "autoreset_mode": AutoresetMode.NEXT_STEP,
     }
 
+    @takes_options
     def __init__(
         self,
         economy: str | Economy = "Investment-v0",
         num_envs: int = 1,
         *,
-        n_agents: int | None = None,
-        device=None,
-        dtype=None,
-        seed: int | None = None,
-        max_episode_steps: int | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         render_mode: str | None = None,
         return_torch: bool = False,
-        check_actions: bool = True,
-        compile: bool = False,
-        action_bound: float | None = None,
-        **params,
+        options: EnvOptions | None = None,
+        **kwargs,
     ) -> None:
-        self.core = _facade.build_core(
-            economy, num_envs, n_agents=n_agents, device=device, dtype=dtype, seed=seed,
-            max_episode_steps=max_episode_steps, check_actions=check_actions, compile=compile, params=params,
-        )
+        self.options = options = EnvOptions.from_kwargs(options, **kwargs)
+        self.core = _facade.build_core(economy, num_envs, options)
         self.economy = self.core.economy
         self.num_envs = self.core.num_envs
         self.n_agents = self.economy.n_agents
@@ -138,7 +129,7 @@ class EconomyVectorEnv(gymnasium.vector.VectorEnv):
         self.metadata = {**type(self).metadata, "autoreset_mode": self.autoreset_mode}
         self.render_mode = check_render_mode(render_mode)
         self._renderer = None if render_mode is None else Renderer(self.core, render_mode)
-        self.single_observation_space, self.single_action_space = _single_spaces(self.economy, action_bound)
+        self.single_observation_space, self.single_action_space = _single_spaces(self.economy, options.action_bound)
         self.observation_space = gymnasium.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gymnasium.vector.utils.batch_space(self.single_action_space, self.num_envs)
         # NEXT_STEP: economies that finished at the previous step and are reset by the next one; whether any did
@@ -250,34 +241,27 @@ class EconomyGymEnv(gymnasium.Env):
     """One economy as a plain :class:`gymnasium.Env` (numpy in/out), e.g. for ``check_env`` and single-env tools.
 
     Observation ``{"agents": (N, d_a), "aggregate": (d_z,)}``, action ``(N,)``, reward the mean agent reward
-    (a float), ``info["agent_rewards"]`` ``(N,)``. Arguments as :class:`EconomyVectorEnv` (without ``num_envs``,
-    ``autoreset_mode``: a single Env never resets by itself); a horizon comes from ``max_episode_steps`` here or
-    from ``gymnasium.make``'s TimeLimit. ``render_mode="rgb_array"``: ``render()`` returns the economy's frame.
+    (a float), ``info["agent_rewards"]`` ``(N,)``. Arguments as :class:`EconomyVectorEnv` (``render_mode``,
+    ``options`` and/or its keywords; no ``num_envs``, ``autoreset_mode`` or ``return_torch``: a single Env never
+    resets by itself); a horizon comes from ``max_episode_steps`` here or from ``gymnasium.make``'s TimeLimit.
+    ``render_mode="rgb_array"``: ``render()`` returns the economy's frame.
     """
 
     metadata: dict[str, Any] = {"render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS}
 
+    @takes_options
     def __init__(
         self,
         economy: str | Economy = "Investment-v0",
         *,
-        n_agents: int | None = None,
-        device=None,
-        dtype=None,
-        seed: int | None = None,
-        max_episode_steps: int | None = None,
-        check_actions: bool = True,
-        compile: bool = False,
-        action_bound: float | None = None,
         render_mode: str | None = None,
-        **params,
+        options: EnvOptions | None = None,
+        **kwargs,
     ) -> None:
         self.vector = EconomyVectorEnv(
-            economy, 1, n_agents=n_agents, device=device, dtype=dtype, seed=seed,
-            max_episode_steps=max_episode_steps, autoreset_mode=AutoresetMode.DISABLED, render_mode=render_mode,
-            check_actions=check_actions, compile=compile, action_bound=action_bound, **params,
+            economy, 1, autoreset_mode=AutoresetMode.DISABLED, render_mode=render_mode, options=options, **kwargs
         )
-        self.core, self.economy = self.vector.core, self.vector.economy
+        self.core, self.economy, self.options = self.vector.core, self.vector.economy, self.vector.options
         self.n_agents = self.economy.n_agents
         self.render_mode = render_mode
         self.observation_space = self.vector.single_observation_space

@@ -31,6 +31,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from . import _facade
+from .options import EnvOptions, takes_options
 from .render import RENDER_FPS, RENDER_MODES, Renderer, check_render_mode
 from ..economies import Economy
 
@@ -42,42 +43,32 @@ class EconomyParallelEnv(ParallelEnv):
 
     Args:
         economy: an environment id (``"Investment-v0"``, also ``"hetagents/..."``) or an Economy instance.
-        n_agents, device, dtype, **params: the economy's size, device, dtype and parameters (ids only).
-        seed: seed of the first ``reset()`` that is given none.
-        max_episode_steps: truncate all agents after this many steps (``None``: never).
-        check_actions: validate actions in the core (finiteness).
-        compile: ``torch.compile`` the core's step.
-        action_bound: half-width of the action box where the economy's action is unbounded (default 1).
         render_mode: ``None`` (default), ``"rgb_array"`` or ``"human"``.
+        options, **kwargs: the :class:`~hetagents_env.interfaces.options.EnvOptions`, as one object and/or as
+            keywords (see :meth:`~hetagents_env.interfaces.options.EnvOptions.from_kwargs`); ``max_episode_steps``
+            truncates all agents at once.
 
     Attributes:
         core: the :class:`~hetagents_env.interfaces.env.EconomyEnv` (``num_envs=1``); ``core.economy`` has the pure functions.
+        options: the :class:`~hetagents_env.interfaces.options.EnvOptions` it was built with.
     """
 
     metadata: dict[str, Any] = {
         "name": "hetagents", "render_modes": list(RENDER_MODES), "render_fps": RENDER_FPS, "is_parallelizable": True,
     }
 
+    @takes_options
     def __init__(
         self,
         economy: str | Economy = "Investment-v0",
         *,
-        n_agents: int | None = None,
-        device=None,
-        dtype=None,
-        seed: int | None = None,
-        max_episode_steps: int | None = None,
-        check_actions: bool = True,
-        compile: bool = False,
-        action_bound: float | None = None,
         render_mode: str | None = None,
-        **params,
+        options: EnvOptions | None = None,
+        **kwargs,
     ) -> None:
         self.render_mode = check_render_mode(render_mode)
-        self.core = _facade.build_core(
-            economy, 1, n_agents=n_agents, device=device, dtype=dtype, seed=seed,
-            max_episode_steps=max_episode_steps, check_actions=check_actions, compile=compile, params=params,
-        )
+        self.options = options = EnvOptions.from_kwargs(options, **kwargs)
+        self.core = _facade.build_core(economy, 1, options)
         self.economy = economy = self.core.economy
         self.metadata = {**type(self).metadata, "name": f"hetagents_{economy.env_id.replace('-', '_').lower()}"}
         self._renderer = None if render_mode is None else Renderer(self.core, render_mode)
@@ -89,7 +80,7 @@ class EconomyParallelEnv(ParallelEnv):
         dtype_np = _facade.numpy_dtype(economy.dtype)
         obs_lo, obs_hi = (b.astype(dtype_np) for b in _facade.feature_bounds(economy, self.observation_features))
         self._observation_space = spaces.Box(obs_lo, obs_hi, dtype=dtype_np)
-        low, high = _facade.action_bounds(economy, action_bound)
+        low, high = _facade.action_bounds(economy, options.action_bound)
         self._action_space = spaces.Box(low, high, shape=(1,), dtype=dtype_np)
         # the dict forms some tools read; every value is the same shared object
         self.observation_spaces = dict.fromkeys(self.possible_agents, self._observation_space)

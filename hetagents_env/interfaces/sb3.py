@@ -39,8 +39,9 @@ class EconomySB3VecEnv(VecEnv):
         economy: an environment id (``"KrusellSmith-v0"``) or an Economy instance.
         num_envs: number of economies (SB3's ``n_envs``).
         render_mode: ``None``, ``"rgb_array"`` (``render()`` tiles one frame per economy) or ``"human"``.
-        **kwargs: as :class:`~hetagents_env.interfaces.gymnasium.EconomyVectorEnv` (``n_agents``, ``seed``,
-            ``max_episode_steps``, ``device``, ``dtype``, the economy's parameters, ...).
+        **kwargs: as :class:`~hetagents_env.interfaces.gymnasium.EconomyVectorEnv`: ``options=`` and/or the
+            keywords of :class:`~hetagents_env.interfaces.options.EnvOptions` (``n_agents``, ``seed``, the economy's
+            parameters, ...), ``return_torch``.
 
     Attributes:
         venv: the Gymnasium vector facade doing the work (autoreset ``SAME_STEP``); ``venv.core`` is the core env.

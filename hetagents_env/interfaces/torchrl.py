@@ -23,9 +23,10 @@ from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from . import _facade
+from .options import EnvOptions, takes_options
 from ..economies import Economy
 
-__all__ = ["EconomyTorchRLEnv"]
+__all__ = ["EconomyTorchRLEnv", "obs_to_state"]
 
 
 class EconomyTorchRLEnv(EnvBase):
@@ -34,40 +35,32 @@ class EconomyTorchRLEnv(EnvBase):
     Args:
         economy: an environment id (``"Investment-v0"``, also ``"hetagents/..."``) or an Economy instance.
         num_envs: number of economies ``B`` (the env's batch size).
-        n_agents, device, dtype, **params: the economy's size, device, dtype and parameters (ids only).
-        seed: seed of the first reset when :meth:`set_seed` is not called.
-        max_episode_steps: truncate every economy after this many steps (``None``: never).
-        check_actions: validate actions in the core (shape, dtype, device, finiteness).
-        compile: ``torch.compile`` the core's step.
-        action_bound: half-width of the action box where the economy's action is unbounded (default 1).
+        options, **kwargs: the :class:`~hetagents_env.interfaces.options.EnvOptions`, as one object and/or as
+            keywords (see :meth:`~hetagents_env.interfaces.options.EnvOptions.from_kwargs`); ``seed`` seeds the
+            first reset when :meth:`set_seed` is not called. The keyword ``compile=`` is taken by TorchRL's
+            ``EnvBase`` itself (``EnvBase.compile``); ``options=EnvOptions(compile=True)`` compiles the core's step.
 
     Attributes:
         core: the :class:`~hetagents_env.interfaces.env.EconomyEnv`; ``core.economy`` has the pure functions.
+        options: the :class:`~hetagents_env.interfaces.options.EnvOptions` it was built with.
     """
 
+    @takes_options
     def __init__(
         self,
         economy: str | Economy = "Investment-v0",
         num_envs: int = 1,
         *,
-        n_agents: int | None = None,
-        device=None,
-        dtype=None,
-        seed: int | None = None,
-        max_episode_steps: int | None = None,
-        check_actions: bool = True,
-        compile: bool = False,
-        action_bound: float | None = None,
-        **params,
+        options: EnvOptions | None = None,
+        **kwargs,
     ) -> None:
-        core = _facade.build_core(
-            economy, num_envs, n_agents=n_agents, device=device, dtype=dtype, seed=seed,
-            max_episode_steps=max_episode_steps, check_actions=check_actions, compile=compile, params=params,
-        )
+        options = EnvOptions.from_kwargs(options, **kwargs)
+        core = _facade.build_core(economy, num_envs, options)
         super().__init__(device=core.device, batch_size=torch.Size([core.num_envs]))
         self.core = core
         self.economy = core.economy
-        self._make_specs(action_bound)
+        self.options = options
+        self._make_specs(options.action_bound)
 
     @property
     def max_episode_steps(self) -> int | None:
@@ -152,3 +145,16 @@ class EconomyTorchRLEnv(EnvBase):
             f"EconomyTorchRLEnv({type(self.economy).__name__}, num_envs={self.core.num_envs}, "
             f"n_agents={self.economy.n_agents})"
         )
+
+
+def obs_to_state(economy: Economy, population: torch.Tensor, aggregate: torch.Tensor) -> tuple[TensorDict, tuple]:
+    """The economy state behind the env's ``population`` (..., N, d_a) and ``aggregate`` (..., d_z) entries, any
+    leading dims (e.g. a collector's [B, T]) flattened: a TensorDict of batch [M] with keys
+    ``economy.agent_features`` (M, N) and ``economy.aggregate_features`` (M,), and the leading shape."""
+    lead = population.shape[:-2]
+    n = population.shape[-2]
+    pop = population.reshape(-1, n, population.shape[-1])
+    agg = aggregate.reshape(-1, aggregate.shape[-1])
+    entries = {name: pop[..., j] for j, name in enumerate(economy.agent_features)}
+    entries.update({name: agg[..., j] for j, name in enumerate(economy.aggregate_features)})
+    return TensorDict(entries, batch_size=[pop.shape[0]], device=population.device), lead

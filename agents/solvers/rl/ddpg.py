@@ -7,7 +7,7 @@ only action input is the agent's OWN action (the population summary :math:`\bar\
 (:meth:`DDPGSolver._step`):
 
 1. **Collect** ``rollout_steps`` periods of the ``num_envs`` economies with the actor plus zero-sum Gaussian
-   exploration noise (:class:`~agents.solvers.rl.common.CenteredGaussianNoise`; sd annealed from
+   exploration noise (:class:`~agents.solvers.rl.noise.CenteredGaussianNoise`; sd annealed from
    ``exploration_sd`` to ``exploration_sd · exploration_final`` over the run) and add the economy-transitions
    (each carrying its N agents) to the replay buffer.
 2. After ``warmup`` periods, ``updates_per_step`` times: sample ``batch_size`` economy-transitions; critic step on
@@ -19,8 +19,8 @@ Price taking: the actor loss of agent i is :math:`-Q_i(s, \mu(s)_i)`, and :math:
 action, so :math:`\partial(-Q_i)/\partial a_j = 0` for j ≠ i — agent i's gradient runs only through its own action.
 A critic fed with everyone's actions (or their mean) would let the actor learn how its investment lowers every
 firm's price, i.e. collude (the planner's solution). With zero-sum exploration the replayed data never show an
-agent's own effect on the price either, so :math:`Q_i` is the price taker's action value (module
-:mod:`agents.solvers.rl.common`).
+agent's own effect on the price either, so :math:`Q_i` is the price taker's action value (modules
+:mod:`agents.solvers.rl.networks` and :mod:`agents.solvers.rl.noise`).
 
 ``solver.policy`` is μ; ``solver.value`` is :math:`V_i(s) = Q_i(s, \mu(s)_i)` in the economy's units. TD3
 (:mod:`.td3`) is this solver with another loss, through the hooks ``_make_loss``, ``_critic_params``,
@@ -36,7 +36,7 @@ relative policy error vs LQ; see benchmarks/results/rl_baselines.md for the 10-m
 * **larger zero-sum exploration** (sd 0.45 δ x̄0 ≈ 0.02 ≈ the equilibrium investment itself, decayed to half): the
   critic learns the slope from how targets co-vary with the noise, a signal ~1e-4 of Q's level, so it grows with
   the noise; Q is quadratic in the own action here, so large noise costs no bias;
-* **the quadratic critic form** (:class:`~agents.solvers.rl.common.StateActionValue`, ``critic_form``) and 128
+* **the quadratic critic form** (:class:`~agents.solvers.rl.networks.StateActionValue`, ``critic_form``) and 128
   economy-transitions (16,384 agent samples) per update: 2.3 % vs 5.3 % for the MLP critic with the same settings.
 
 Even so the final error varies between runs (2–5 % at 400 s) and the policy keeps oscillating around the LQ policy
@@ -64,11 +64,13 @@ import torch
 from tensordict.nn import TensorDictModule, TensorDictSequential
 
 from ...config import interval
-from ..base import register_solver
-from .common import (
-    CenteredGaussianNoise, OffPolicyConfig, OffPolicySolverBase, RLPolicy, StateActionValue, TorchRLActor,
-    UnscaledValue, adam, optimizer_step, q_module,
-)
+from ..base import optimizer_step
+from ..registry import register_solver
+from .base import adam
+from .networks import RLPolicy, StateActionValue, UnscaledValue
+from .noise import CenteredGaussianNoise
+from .off_policy import OffPolicyConfig, OffPolicySolverBase
+from .torchrl_adapters import TorchRLActor, q_module
 
 __all__ = ["DDPGConfig", "DDPGSolver"]
 
@@ -86,7 +88,7 @@ class DDPGConfig(OffPolicyConfig):
     oscillates)"""
     critic_form: Literal["mlp", "quadratic"] = "quadratic"
     """the critic's dependence on the own action: a generic MLP input, or a concave local quadratic
-    V(s) + L(s)·d − ½ softplus(P(s))·d² (see :class:`~agents.solvers.rl.common.StateActionValue`)"""
+    V(s) + L(s)·d − ½ softplus(P(s))·d² (see :class:`~agents.solvers.rl.networks.StateActionValue`)"""
     exploration_final: float = dataclasses.field(default=0.5, metadata=interval(0.0, 1.0))
     """final exploration sd as a fraction of the initial one (cosine decay over the run)"""
 
@@ -98,6 +100,7 @@ class DDPGSolver(OffPolicySolverBase):
 
     Config = DDPGConfig
     config: DDPGConfig
+    progress_metrics = ("loss_value", "reward", "lq_rel_error")
     default_steps = 3000
     deterministic_actor = True
     _loss_names = ("loss_value", "loss_actor")  # the loss's (critic, actor) methods

@@ -6,7 +6,7 @@ One step (:meth:`PPOSolver._step`):
 1. **Collect** ``rollout_steps`` periods of the ``num_envs`` economies with a torchrl ``Collector`` on
    :class:`~hetagents_env.interfaces.torchrl.EconomyTorchRLEnv` (batch [B, T]; per-agent entries (B, T, N, ·)); economies
    are truncated and reset after ``horizon`` periods. Actions are :math:`a_i = \mu(s)_i + \sigma\varepsilon_i`
-   with the zero-sum noise of :class:`~agents.solvers.rl.common.AgentNormal` (price taking) and a fixed σ.
+   with the zero-sum noise of :class:`~agents.solvers.rl.noise.AgentNormal` (price taking) and a fixed σ.
 2. **Advantages** by torchrl's GAE (γ = β, λ = ``gae_lambda``) per agent, from the per-agent rewards (scaled by
    ``reward_scale``) and the per-agent critic :math:`V_i = V(s_i, \bar\phi)`; the shared done flags are broadcast
    to the agents; truncation bootstraps. Advantages are standardised over the batch.
@@ -16,7 +16,7 @@ One step (:meth:`PPOSolver._step`):
 
 Why it is the competitive equilibrium: agent i's score :math:`\nabla_\theta \log\pi(a_i|s)` multiplies its own
 advantage only; with zero-sum exploration its deviation never moves the price, so the advantage contains only the
-effect of its action on its own capital and payoff (see :mod:`agents.solvers.rl.common`).
+effect of its action on its own capital and payoff (see :mod:`agents.solvers.rl.noise`).
 
 ``solver.policy`` is the deterministic mean action μ(s); ``solver.value`` the critic in the economy's units.
 
@@ -43,11 +43,11 @@ from tensordict.nn import TensorDictModule
 from torch import nn
 
 from ...config import interval
-from ..base import register_solver
-from .common import (
-    AgentNormal, RLConfig, RLPolicy, RLSolverBase, StateValue, TorchRLActor, TorchRLValue, UnscaledValue, adam,
-    make_env, make_collector, obs_to_state, prepare_batch,
-)
+from ..registry import register_solver
+from .base import RLConfig, RLSolverBase, adam
+from .networks import RLPolicy, StateValue, UnscaledValue
+from .noise import AgentNormal
+from .torchrl_adapters import TorchRLActor, TorchRLValue, make_collector, make_env, prepare_batch
 
 __all__ = ["PPOConfig", "PPOSolver"]
 
@@ -75,6 +75,7 @@ class PPOSolver(RLSolverBase):
 
     Config = PPOConfig
     config: PPOConfig
+    progress_metrics = ("loss_objective", "reward", "lq_rel_error")
     default_steps = 100
 
     def _setup(self) -> None:
@@ -150,6 +151,8 @@ class PPOSolver(RLSolverBase):
         self.agent_steps += rows * eco.n_agents
         metrics = {k: v / count for k, v in sums.items()}
         metrics["reward"] = raw_reward
+        from hetagents_env.interfaces.torchrl import obs_to_state
+
         states, _ = obs_to_state(eco, data["population"][:, -1], data["aggregate"][:, -1])
         lq = self._lq_rel_error(states)
         if lq is not None:

@@ -1,10 +1,10 @@
 r"""Soft actor-critic (``"sac"``, Haarnoja et al. 2018, with automatic entropy tuning) on the TorchRL env: torchrl's
 ``Collector``, ``TensorDictReplayBuffer``, ``SACLoss`` (twin critics, no state-value network) and ``SoftUpdate``.
 
-Networks (price taking as in the other RL solvers, :mod:`agents.solvers.rl.common`):
+Networks (price taking as in the other RL solvers: :mod:`agents.solvers.rl.networks`, :mod:`agents.solvers.rl.noise`):
 
 * a stochastic DeepSets actor shared by all agents, a tanh-squashed Gaussian
-  (:class:`~agents.solvers.rl.common.AgentTanhNormal`): :math:`a_i = m + h\tanh(z_i)`,
+  (:class:`~agents.solvers.rl.noise.AgentTanhNormal`): :math:`a_i = m + h\tanh(z_i)`,
   :math:`z_i = \mu(s)_i + \sigma(s)_i\,\varepsilon_i`, with m, h the midpoint and half-width of the economy's action
   bounds (``action_bounds``: Krusell–Smith share [0, 1], so :math:`a = \mathrm{sigmoid}(2z)`; investment [−1, 1],
   where :math:`a \approx z` at u ≈ 0.03). ρ has two outputs: the mean :math:`\mu` (the deterministic actors' output
@@ -13,7 +13,7 @@ Networks (price taking as in the other RL solvers, :mod:`agents.solvers.rl.commo
   pre-image at the neutral action and r = ``sd_range``. Exploration noise is zero-sum over an economy's agents
   (``exploration="centered"``), both when collecting and inside the loss;
 * twin per-agent critics :math:`Q^{(k)}_i = Q^{(k)}(s_i, a_i, \bar\phi)`, k = 1, 2 (seeds ``seed + 1``, ``seed + 2``),
-  whose only action input is the agent's OWN action (:class:`~agents.solvers.rl.common.StateActionValue`), and
+  whose only action input is the agent's OWN action (:class:`~agents.solvers.rl.networks.StateActionValue`), and
   their Polyak-averaged targets :math:`Q'^{(k)}`.
 
 One step (:meth:`SACSolver._step`): collect ``rollout_steps`` periods of the ``num_envs`` economies with actions
@@ -82,23 +82,25 @@ from hetagents_env.interfaces._facade import action_bounds
 
 from ...config import ConfigError, interval
 from ...networks import DeepSetsConfig
-from ..base import register_solver
-from .common import (
-    AgentTanhNormal, Normalizer, OffPolicyConfig, OffPolicySolverBase, Scaling, StateActionValue, TorchRLActor,
-    UnscaledValue, _build, _features, adam, load_twins, q_module, sync_twins,
-)
+from ..registry import register_solver
+from .base import adam
+from .networks import StateActionValue, UnscaledValue, build_network, network_features
+from .noise import AgentTanhNormal
+from .off_policy import OffPolicyConfig, OffPolicySolverBase
+from .scaling import Normalizer, Scaling
+from .torchrl_adapters import TorchRLActor, load_twins, q_module, sync_twins
 
 __all__ = ["SACConfig", "SACSolver"]
 
 
 @dataclasses.dataclass(frozen=True)
 class SACConfig(OffPolicyConfig):
-    """Settings of SAC (the replay settings of :class:`~agents.solvers.rl.common.OffPolicyConfig` plus these)."""
+    """Settings of SAC (the replay settings of :class:`~agents.solvers.rl.off_policy.OffPolicyConfig` plus these)."""
 
     tau: float = dataclasses.field(default=0.1, metadata=interval(0.0, 1.0, open_lo=True))
     """Polyak rate of the target critics (fast, as DDPG's: the own-action slope of Q is a slow TD fixed point)"""
     critic_form: Literal["mlp", "quadratic"] = "quadratic"
-    """the critics' dependence on the own action (see :class:`~agents.solvers.rl.common.StateActionValue`)"""
+    """the critics' dependence on the own action (see :class:`~agents.solvers.rl.networks.StateActionValue`)"""
     alpha_init: float = dataclasses.field(default=1e-4, metadata=interval(0.0, open_lo=True))
     """initial temperature α (scaled reward units per nat; see the module docstring for its natural size)"""
     lr_alpha: float = dataclasses.field(default=1e-2, metadata=interval(0.0, open_lo=True))
@@ -126,7 +128,7 @@ class TanhGaussianActor(nn.Module):
                  bounds: tuple[float, float], sd: float, sd_range: float) -> None:
         super().__init__()
         self.normalize = Normalizer(scaling, economy.dtype)
-        self.net = _build(economy, _features(economy, config), config.replace(head="linear"), seed)
+        self.net = build_network(economy, network_features(economy, config), config.replace(head="linear"), seed)
         low, high = bounds
         self.mid, self.half = 0.5 * (low + high), 0.5 * (high - low)
         if config.head == "sigmoid":  # low + (high − low)·sigmoid(y) = m + h·tanh(y / 2)
@@ -176,6 +178,7 @@ class SACSolver(OffPolicySolverBase):
 
     Config = SACConfig
     config: SACConfig
+    progress_metrics = ("loss_qvalue", "reward", "lq_rel_error")
     default_steps = 3000
     _checkpointed_optimizers = ("actor_optimizer", "critic_optimizer", "alpha_optimizer")
 

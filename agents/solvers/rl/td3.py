@@ -31,9 +31,10 @@ import torch
 from hetagents_env.interfaces._facade import action_bounds
 
 from ...config import interval
-from ..base import register_solver
-from .common import StateActionValue, load_twins, sync_twins
+from ..registry import register_solver
 from .ddpg import DDPGConfig, DDPGSolver
+from .networks import StateActionValue
+from .torchrl_adapters import load_twins, sync_twins
 
 __all__ = ["TD3Config", "TD3Solver"]
 
