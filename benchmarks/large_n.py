@@ -42,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import hetagents_env  # noqa: E402
+from agents.config import torch_dtype  # noqa: E402
 from _common import (  # noqa: E402
     RESULTS, finish_machine, machine_info, result_stem, setup_torch, step_inputs, write_results,
 )
@@ -50,7 +51,6 @@ ENV_IDS = ("Investment-v0", "KrusellSmith-v0")
 SHAPES = [(1, 10**6), (10, 10**6), (10**4, 10**3)]
 QUICK_SHAPES = [(1, 10**6), (10**3, 10**3)]
 MODES = ("eager", "fused", "policy")
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: seconds of timed calls after which a case stops early (at least 2 calls are always timed)
 MAX_TIMED_SECONDS = 60.0
 
@@ -89,7 +89,7 @@ def measure_case(env_id: str, b: int, n: int, mode: str, device: str, dtype: str
     """Time ``mode`` on B economies of N agents in this process; see the module docstring for the fields."""
     baseline = rss_bytes()
     dev = torch.device(device)
-    eco, gen, state, action = step_inputs(env_id, b, n, dev, DTYPES[dtype])
+    eco, gen, state, action = step_inputs(env_id, b, n, dev, torch_dtype(dtype))
     row = {"env": env_id, "B": b, "N": n, "agents": b * n, "mode": mode, "device": str(dev), "dtype": dtype}
 
     if mode == "eager":
@@ -193,7 +193,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="(1, 1e6) and (1e3, 1e3) only, 3 repeats")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=None, help="timed calls per case (default 5; quick 3)")
     parser.add_argument("--policy-chunk-agents", type=int, default=2**21,

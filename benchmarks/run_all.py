@@ -4,14 +4,16 @@
                                  [--threads 1] [--out benchmarks/results] [--dry-run] [--no-readme]
 
 Benchmarks, in order: env_throughput, facade_overhead, large_n, scaling, kahou_tables, ks_classical, aiyagari,
-deepham_ks, rl_baselines, time_to_accuracy, constrained_efficiency. ``--quick`` (the default) passes ``--quick`` to
-each: small sizes and budgets, results written to ``NAME_quick.json/.md`` so the committed full results are never
-overwritten; the whole suite takes about 15–20 minutes on a 2-core CPU. ``--full`` runs the published sizes and
-rewrites ``NAME.json/.md``: several hours on a 2-core CPU (kahou_tables ≈ 30 min, scaling ≈ 20 min, aiyagari ≈ 15
-min, deepham_ks ≈ 1 h with its 25-minute budgets, rl_baselines ≈ 40 min, time_to_accuracy ≈ 30 min with its 120 s
-budget per solver, constrained_efficiency ≈ 1 h with its four DeepHAM runs, the rest minutes). ``--device cuda`` is passed to the benchmarks that take a device (env_throughput, facade_overhead,
-large_n, scaling; their results get a ``_cuda`` suffix); the solver benchmarks run on the CPU. The GPU check
-``device_check.py`` is not part of the suite: it is one command of its own (see its docstring).
+deepham_ks, deepham_profile, rl_baselines, time_to_accuracy, constrained_efficiency. ``--quick`` (the default)
+passes ``--quick`` to each: small sizes and budgets, results written to ``NAME_quick.json/.md`` so the committed full
+results are never overwritten; the whole suite takes about 15–20 minutes on a 2-core CPU. ``--full`` runs the
+published sizes and rewrites ``NAME.json/.md``: several hours on a 2-core CPU (kahou_tables ≈ 30 min, scaling ≈ 20
+min, aiyagari ≈ 15 min, deepham_ks ≈ 1 h with its 25-minute budgets, deepham_profile ≈ 20 min (two published-size
+value fits), rl_baselines ≈ 40 min, time_to_accuracy ≈ 30 min with its 120 s budget per solver,
+constrained_efficiency ≈ 1 h with its four DeepHAM runs, the rest minutes). ``--device cuda`` is passed to the
+benchmarks that take a device (env_throughput, facade_overhead, large_n, scaling; their results get a ``_cuda``
+suffix); the solver benchmarks run on the CPU. The GPU check ``device_check.py`` is not part of the suite: it is one
+command of its own (see its docstring).
 
 Each benchmark's output goes to ``--log-dir`` (default ``benchmarks/logs``, not committed). Afterwards
 ``update_readme.py`` refills the README blocks from ``benchmarks/results/NAME.md`` (only full results feed the
@@ -39,6 +41,7 @@ BENCHMARKS: dict[str, tuple[list[str], bool]] = {
     "ks_classical": ([], False),
     "aiyagari": ([], False),
     "deepham_ks": ([], False),
+    "deepham_profile": ([], False),
     "rl_baselines": ([], False),
     "time_to_accuracy": ([], False),
     "constrained_efficiency": ([], False),

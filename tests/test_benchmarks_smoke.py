@@ -7,7 +7,8 @@
 * ``benchmarks/device_check.py`` end to end on the CPU with small sizes (``torch.compile`` replaced by the identity:
   the check's own code runs, not inductor), and its one-line error + exit 2 for a CUDA device on a machine without;
 * ``benchmarks/time_to_accuracy.py``: the config selection, the accuracy bars, a budget below the first checkpoint
-  ("not reached", no number) and a few-second run on the investment economy (exact reference: nothing to solve).
+  ("not reached", no number) and a few-second run on the investment economy (exact reference: nothing to solve);
+* ``benchmarks/deepham_profile.py --quick`` end to end on one DeepHAM config (tiny sizes, one timed step per setting).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from conftest import ENV_IDS, assert_finite
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
+import deepham_profile  # noqa: E402
 import device_check  # noqa: E402
 import run_all  # noqa: E402
 import time_to_accuracy  # noqa: E402
@@ -96,8 +98,8 @@ def test_run_all_selection_and_commands():
     assert not full.quick and "--quick" not in run_all.command("env_throughput", full)
     assert run_all.selected(full) == [n for n in run_all.BENCHMARKS if n not in ("deepham_ks", "rl_baselines")]
     assert set(run_all.BENCHMARKS) == {"env_throughput", "facade_overhead", "large_n", "scaling", "kahou_tables",
-                                       "ks_classical", "aiyagari", "deepham_ks", "rl_baselines", "time_to_accuracy",
-                                       "constrained_efficiency"}
+                                       "ks_classical", "aiyagari", "deepham_ks", "deepham_profile", "rl_baselines",
+                                       "time_to_accuracy", "constrained_efficiency"}
     for name in run_all.BENCHMARKS:
         assert (BENCHMARKS / f"{name}.py").exists()
 
@@ -267,3 +269,35 @@ def test_device_wheels_requirements_never_include_torch():
     markers = device_wheels.closure_markers("3.12")
     assert Requirement('orjson; python_version < "3.13"').marker.evaluate(markers)
     assert not Requirement('colorama; platform_system == "Windows"').marker.evaluate(markers)
+
+
+# ---------------------------------------------------------------------------------------------- deepham_profile
+def test_deepham_profile_quick_runs_end_to_end(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    try:
+        result = deepham_profile.main(["--quick", "--configs", "configs/ks_deepham_1fm.yaml", "--steps", "1",
+                                       "--warmup", "0", "--step-threads", "1", "2", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    saved = json.loads((tmp_path / "deepham_profile_quick.json").read_text())
+    assert saved["quick"] and saved["machine"]["load_average_after"] and len(saved["configs"]) == 1
+    (c,) = result["configs"]
+    assert c["setup"]["construct_s"] > 0 and c["setup"]["first_value_fit_s"] > 0
+    assert c["setup"]["value_fit_metrics"]["value_fits"] == 1
+    grid = deepham_profile.QUICK_GRID
+    assert len(c["grid"]) == 2 * len(grid["dtype"]) * len(grid["batch_size"]) * len(grid["horizon"])
+    (published,) = [r for r in c["grid"] if r["published"]]
+    assert (published["dtype"], published["batch_size"], published["horizon"], published["threads"]) == \
+        ("float64", 8, 10, 1) and published["speedup_vs_published"] == 1.0
+    assert {r["torch_threads"] for r in c["grid"]} == {1, 2}
+    for r in c["grid"]:
+        assert r["median_s"] > 0 and set(r["phases_median_s"]) == {"draw", "forward", "adam", "backward"}
+    assert set(c["profiles"]) == {"float64", "float32"}
+    for prof in c["profiles"].values():
+        assert 0 < len(prof["top"]) <= deepham_profile.TOP_OPS and prof["aten_calls_per_step"] > 0
+        pct = [t["self_cpu_pct"] for t in prof["top"]]
+        assert pct == sorted(pct, reverse=True) and sum(pct) <= 100.0 + 1e-6
+    assert c["projection"]["value_fits"] >= 1 and c["projection"]["total_s"] > 0
+    table = (tmp_path / "deepham_profile_quick.md").read_text()
+    assert table.startswith("*Machine:") and "| op | self CPU % |" in table and "What dominates" in table
+    assert "| op | self CPU % |" in capsys.readouterr().out
