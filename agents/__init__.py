@@ -10,7 +10,9 @@
 from .config import Config, ConfigError
 from .evaluate import EvaluationResult, evaluate, evaluate_solver
 from .networks import DeepSets, DeepSetsConfig, count_parameters, make_actor, make_critic, published_config
-from .solvers import Solver, list_solvers, make_solver, register_solver
+from . import solvers  # noqa: F401  (importing the package registers every solver module)
+from .solvers.base import Solver
+from .solvers.registry import list_solvers, make_solver, register_solver
 
 __all__ = [
     "Config",

@@ -120,10 +120,6 @@ class ReferenceProtocol:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    @property
-    def pool_size(self) -> int:
-        return int(self.pool_economies) * self.pool_snapshots
-
 
 @dataclasses.dataclass
 class Reference:

@@ -126,14 +126,6 @@ def with_machine_line(result: dict[str, Any], markdown: str) -> str:
     return machine_line(result.get("machine"), result.get("date")) + "\n\n" + markdown.rstrip() + "\n"
 
 
-def add_common_arguments(parser, *, threads: int = 1, quick_help: str = "smaller, faster run") -> None:
-    """``--quick``, ``--threads``, ``--device``, ``--out`` with the defaults every benchmark uses."""
-    parser.add_argument("--quick", action="store_true", help=f"{quick_help}; writes NAME_quick.json/.md")
-    parser.add_argument("--threads", type=int, default=threads, help=f"torch threads (default {threads})")
-    parser.add_argument("--device", default="cpu", help="torch device: cpu or cuda")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="output folder (default benchmarks/results)")
-
-
 def setup_torch(threads: int, device: str) -> torch.device:
     """Set the torch thread count (≥ 1) and check the device; returns it. Raises ``SystemExit`` with a clear
     message for a CUDA device on a machine without one."""

@@ -1,7 +1,8 @@
 """Where DeepHAM's time goes on Krusell–Smith (N = 50): setup, value fits and policy steps, measured.
 
     python benchmarks/deepham_profile.py [--quick] [--configs configs/ks_deepham_1fm.yaml ...] [--steps K]
-                                         [--warmup W] [--step-threads 1 2] [--threads 1] [--out benchmarks/results]
+                                         [--warmup W] [--step-threads 1 2] [--grid NAME=V1,V2 ...] [--threads 1]
+                                         [--out benchmarks/results]
 
 For each config (default: the two shipped DeepHAM Krusell–Smith configs, the published setup: 384 economies per
 step, T = 149, float64, value refit every 2,000 steps), built as ``python -m train`` builds it
@@ -14,8 +15,11 @@ step, T = 149, float64, value refit every 2,000 steps), built as ``python -m tra
    (``_record_starts``: 250 more periods of the ergodic economies).
 2. **Policy steps.** The solver's own ``_train_step`` (draw start states, the objective's forward, backward, Adam
    step) is timed for every combination of the levers, each a config override: ``solver.dtype`` float64 (published)
-   / float32, ``solver.batch_size`` 384 / 128 / 64, ``solver.horizon`` 149 / 75, and torch threads 1 / 2
-   (``torch.set_num_threads``, switched between steps of the same solver). After ``--warmup`` steps per setting,
+   / float32, ``solver.batch_size`` 384 / 128 / 64, ``solver.horizon`` 149 / 75, ``solver.compile`` (one period of
+   the unroll through ``torch.compile``; off by default: ``--grid compile=false,true`` adds it, its compilation
+   falls in the warm-up steps; compiled settings run at the first thread count only, since torch.compile recompiles
+   when the thread count changes) and torch threads 1 / 2 (``torch.set_num_threads``, switched between steps of the
+   same solver); ``--grid NAME=V1,V2`` replaces a lever's values (the first: the config's own setting). After ``--warmup`` steps per setting,
    ``--steps`` steps are taken round-robin over all settings (each setting sees the same stretches of a noisy
    machine); reported: the median seconds per step, steps/s, economy-periods/s (B · T / s) and the speed-up over
    the published setting of the same run. Each step is split into phases by timing the solver's own pieces
@@ -32,7 +36,7 @@ step, T = 149, float64, value refit every 2,000 steps), built as ``python -m tra
 
 ``--quick`` shrinks every size (8 economies per step, T = 10, tiny ergodic and value sets; lever grid batch 8 / 4,
 horizon 10 / 5) to check the script end to end in seconds; its numbers say nothing about the full-size costs.
-Writes ``deepham_profile[_quick].json`` and ``.md``. The machine is shared and noisy: compare ratios within one
+Writes ``deepham_profile[_quick][TAG].json`` and ``.md``. The machine is shared and noisy: compare ratios within one
 run; the load average before and after is recorded.
 """
 
@@ -61,12 +65,22 @@ from agents.solvers import deepham  # noqa: E402
 CONFIGS = ["configs/ks_deepham_1fm.yaml", "configs/ks_deepham_1gm.yaml"]
 
 #: the levers (full size); the first value of each is the published setting
-GRID = {"dtype": ["float64", "float32"], "batch_size": [384, 128, 64], "horizon": [149, 75]}
+GRID = {"dtype": ["float64", "float32"], "batch_size": [384, 128, 64], "horizon": [149, 75], "compile": [False]}
 #: quick mode: tiny sizes for an end-to-end check (validation and value refits never fall inside the timed steps)
 QUICK = {"batch_size": 8, "horizon": 10, "burn_in": 20, "ergodic_economies": 16, "ergodic_periods": 40,
          "val_economies": 8, "val_every": 1000, "value_every": 1000,
          "value": {"economies": 16, "periods": 60, "horizon": 40, "start_every": 10, "epochs": 2, "batch_size": 16}}
-QUICK_GRID = {"dtype": ["float64", "float32"], "batch_size": [8, 4], "horizon": [10, 5]}
+QUICK_GRID = {"dtype": ["float64", "float32"], "batch_size": [8, 4], "horizon": [10, 5], "compile": [False]}
+
+
+def flag(text: str) -> bool:
+    if text.lower() not in ("true", "false"):
+        raise ValueError(text)
+    return text.lower() == "true"
+
+
+#: how ``--grid`` values are read, per lever
+LEVER_TYPES = {"dtype": str, "batch_size": int, "horizon": int, "compile": flag}
 TOP_OPS = 15
 
 
@@ -113,7 +127,8 @@ class StepTimer:
     def __init__(self, solver) -> None:
         self.solver = solver
         self.phase = {"draw": 0.0, "forward": 0.0, "adam": 0.0}
-        solver._loss = self._timed(solver._loss_function(), "forward")  # what _begin sets, without the value fit
+        solver._prepare_steps()  # what _begin does, without the value fit
+        solver._loss = self._timed(solver._loss, "forward")
         solver._draw_starts = self._timed(solver._draw_starts, "draw")
         solver.optimizer.step = self._timed(solver.optimizer.step, "adam")
 
@@ -149,7 +164,7 @@ def median_phases(samples: list[dict[str, float]]) -> dict[str, float]:
 def measure_grid(config: str, base: list[str], grid: dict[str, list], threads: list[int], steps: int, warmup: int,
                  published_solver, lever_burn_in: int) -> tuple[list[dict[str, Any]], dict[tuple, StepTimer]]:
     """Median step times of every lever setting × thread count, round-robin (see the module docstring); also
-    the step timers by (dtype, batch_size, horizon)."""
+    the step timers by setting (a tuple of the grid's values, in its order)."""
     names = list(grid)
     settings = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
     timers = []
@@ -159,11 +174,14 @@ def measure_grid(config: str, base: list[str], grid: dict[str, list], threads: l
         else:
             solver, _ = build(config, base + setting_overrides(setting) + [f"solver.burn_in={lever_burn_in}"])
         timers.append(StepTimer(solver))
-    samples = {(i, th): [] for i in range(len(settings)) for th in threads}
+    # a compiled step at the first thread count only: torch.compile guards on the thread count, so switching it
+    # recompiles, and past torch's recompile limit (8 per function) it silently runs eager
+    pairs = [(i, th) for th in threads for i, s in enumerate(settings) if not s.get("compile") or th == threads[0]]
+    samples = {pair: [] for pair in pairs}
     actual = {}
     for th in threads:  # warm-up
         torch.set_num_threads(th)
-        for i in range(len(settings)):
+        for i in (i for i, t in pairs if t == th):
             actual[(i, th)] = torch.get_num_threads()
             for _ in range(warmup):
                 timers[i].step()
@@ -171,7 +189,7 @@ def measure_grid(config: str, base: list[str], grid: dict[str, list], threads: l
     for _ in range(steps):  # one step of every setting per round; the thread count switched once per pass
         for th in threads:
             torch.set_num_threads(th)
-            for i in range(len(settings)):
+            for i in (i for i, t in pairs if t == th):
                 samples[(i, th)].append(timers[i].step())
     load_end = load_average()
     rows = []
@@ -190,7 +208,7 @@ def measure_grid(config: str, base: list[str], grid: dict[str, list], threads: l
     for r in rows:
         r["speedup_vs_published"] = base_row["median_s"] / r["median_s"]
         r["economy_periods_ratio"] = r["economy_periods_per_s"] / base_row["economy_periods_per_s"]
-    by_setting = {(s["dtype"], s["batch_size"], s["horizon"]): t for s, t in zip(settings, timers)}
+    by_setting = {tuple(s[n] for n in names): t for s, t in zip(settings, timers)}
     return rows, by_setting
 
 
@@ -292,7 +310,7 @@ def run_config(config: str, args, base: list[str], grid: dict[str, list], taken:
     profiles = {}
     published = next(r for r in rows if r["published"])
     for dtype in grid["dtype"]:
-        key = (dtype, published["batch_size"], published["horizon"])
+        key = tuple(dtype if name == "dtype" else published[name] for name in grid)
         profiles[dtype] = profile_steps(timers[key])
         print(f"   profile {dtype}: {profiles[dtype]['aten_calls_per_step']:.0f} aten calls per step, "
               f"{profiles[dtype]['aten_mean_self_us']:.1f} µs self each", flush=True)
@@ -322,13 +340,14 @@ def fmt_s(x: float) -> str:
 
 
 def grid_table(rows: list[dict]) -> list[str]:
-    lines = ["| dtype | B | T | threads | median / step | steps/s | econ-periods/s | speed-up | draw | forward | "
-             "backward | Adam |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| dtype | B | T | compiled | threads | median / step | steps/s | econ-periods/s | speed-up | draw | "
+             "forward | backward | Adam |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: r["threads"]):  # the grid's order (published first) per thread count
         p = r["phases_median_s"]
         tag = " (published)" if r["published"] else ""
         lines.append(
-            f"| {r['dtype']}{tag} | {r['batch_size']} | {r['horizon']} | {r['torch_threads']} | "
+            f"| {r['dtype']}{tag} | {r['batch_size']} | {r['horizon']} | {'yes' if r.get('compile') else 'no'} | "
+            f"{r['torch_threads']} | "
             f"{fmt_s(r['median_s'])} | "
             f"{r['steps_per_s']:.2f} | {r['economy_periods_per_s']:,.0f} | {r['speedup_vs_published']:.2f}× | "
             f"{fmt_s(p['draw'])} | {fmt_s(p['forward'])} | {fmt_s(p['backward'])} | {fmt_s(p['adam'])} |")
@@ -347,7 +366,7 @@ def ratio(rows: list[dict], **match) -> float | None:
     """Speed-up over the published setting of the row that differs from it only in ``match``."""
     base = next(r for r in rows if r["published"])
     for r in rows:
-        if all(r[k] == match.get(k, base[k]) for k in ("dtype", "batch_size", "horizon", "threads")):
+        if all(r.get(k) == match.get(k, base.get(k)) for k in ("dtype", "batch_size", "horizon", "compile", "threads")):
             return r["speedup_vs_published"]
     return None
 
@@ -389,13 +408,18 @@ def findings(c: dict, grid: dict[str, list], threads: list[int]) -> list[str]:
     for b in grid["batch_size"][1:]:
         r = ratio(rows, batch_size=b)
         row = next(x for x in rows if x["batch_size"] == b and x["dtype"] == base["dtype"]
-                   and x["horizon"] == base["horizon"] and x["threads"] == base["threads"])
+                   and x["horizon"] == base["horizon"] and x.get("compile") == base.get("compile")
+                   and x["threads"] == base["threads"])
         if r:
             levers.append(f"B = {b} {r:.2f}× (per economy-period {row['economy_periods_ratio']:.2f}×)")
     for h in grid["horizon"][1:]:
         r = ratio(rows, horizon=h)
         if r:
             levers.append(f"T = {h} {r:.2f}×")
+    if True in grid.get("compile", [])[1:]:
+        r = ratio(rows, compile=True)
+        if r:
+            levers.append(f"torch.compile of a period {r:.2f}×")
     for th in threads[1:]:
         r = ratio(rows, threads=th)
         if r:
@@ -447,6 +471,16 @@ def to_markdown(result: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- main
+def parse_lever(item: str, parser: argparse.ArgumentParser) -> dict[str, list]:
+    """``--grid`` item ``name=v1,v2`` (the first value: the config's own setting, against which ratios are taken)."""
+    name, _, values = item.partition("=")
+    if name not in LEVER_TYPES or not values:
+        parser.error(f"--grid {item!r}: write NAME=V1,V2,... with NAME one of {', '.join(LEVER_TYPES)}")
+    try:
+        return {name: [LEVER_TYPES[name](v) for v in values.split(",")]}
+    except ValueError:
+        parser.error(f"--grid {item!r}: a value is not a {'bool (true / false)' if name == 'compile' else LEVER_TYPES[name].__name__}")
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, seconds; writes deepham_profile_quick.*")
@@ -458,6 +492,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lever-burn-in", type=int, default=None,
                         help="burn-in of the lever solvers other than the published one (default 100; quick 5)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of setup and profile (default 1)")
+    parser.add_argument("--grid", nargs="+", default=None, metavar="NAME=V1,V2",
+                        help="replace a lever's values (dtype, batch_size, horizon, compile), the config's own "
+                             "first; e.g. --grid batch_size=384,64 compile=false,true")
+    parser.add_argument("--tag", default="", help="suffix of the result file (deepham_profile[_quick]TAG.*), so that a "
+                                                   "run of other levers keeps the default grid's file")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     args.steps = args.steps if args.steps is not None else (3 if args.quick else 10)
@@ -473,7 +512,9 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"torch {torch.__version__}, torch.get_num_threads() = {threads_before}, load average "
           f"{machine['load_average_before']}", flush=True)
     base = flatten("solver.", QUICK) if args.quick else []
-    grid = QUICK_GRID if args.quick else GRID
+    grid = dict(QUICK_GRID if args.quick else GRID)
+    for item in args.grid or []:
+        grid.update(parse_lever(item, parser))
     try:
         configs = [run_config(c, args, base, grid, taken) for c in args.configs]
     finally:
@@ -482,7 +523,7 @@ def main(argv: list[str] | None = None) -> dict:
     result = {"benchmark": "deepham_profile", "date": machine["date"][:10], "quick": args.quick, "machine": machine,
               "steps": args.steps, "warmup": args.warmup, "step_threads": args.step_threads,
               "lever_burn_in": args.lever_burn_in, "grid_levers": grid, "base_overrides": base, "configs": configs}
-    paths = write_results(args.out, result_stem("deepham_profile", args.quick), result, to_markdown(result))
+    paths = write_results(args.out, result_stem("deepham_profile", args.quick, tag=args.tag), result, to_markdown(result))
     print(paths[1].read_text())
     return result
 

@@ -240,16 +240,16 @@ def env_part(part: Part, device: torch.device, args, rows: list[dict]) -> None:
     with contextlib.suppress(AttributeError):
         torch._dynamo.config.cache_size_limit = max(64, torch._dynamo.config.cache_size_limit)
 
-    def measure(env_id: str, b: int, n: int, mode: str, estimate: float) -> dict:
-        part.begin(f"{env_id} B={b:,} N={n:,} {mode}", estimate)
-        row = {"part": "env", "env": env_id, "B": b, "N": n, "agents": b * n, "mode": mode}
+    def measure(economy_id: str, b: int, n: int, mode: str, estimate: float) -> dict:
+        part.begin(f"{economy_id} B={b:,} N={n:,} {mode}", estimate)
+        row = {"part": "env", "env": economy_id, "B": b, "N": n, "agents": b * n, "mode": mode}
         start = time.perf_counter()
         try:
             if device.type == "cpu" and b * n * 160 > 0.5 * available_bytes():
                 row["status"] = (f"skipped: ≈ {b * n * 160 / 2**30:.1f} GiB needed, more than half the available "
                                  "memory")
                 return row
-            eco, gen, state, action = step_inputs(env_id, b, n, device, ks_share=0.066)
+            eco, gen, state, action = step_inputs(economy_id, b, n, device, ks_share=0.066)
             if mode == "eager":
                 def step():
                     with torch.no_grad():
@@ -284,27 +284,27 @@ def env_part(part: Part, device: torch.device, args, rows: list[dict]) -> None:
                  + (f" (compile {row['compile_s']:.1f} s)" if "compile_s" in row else ""))
         return row
 
-    for env_id in ENV_IDS:  # eager: every size, ascending, until memory runs out
+    for economy_id in ENV_IDS:  # eager: every size, ascending, until memory runs out
         last: dict = {}
         for b, n in shapes:
-            row = record(measure(env_id, b, n, "eager", estimate(last, b * n)))
+            row = record(measure(economy_id, b, n, "eager", estimate(last, b * n)))
             if row["status"] == "out of memory":
                 break
             last = row
     part.begin("torch.compile availability check")
     why_not = compile_available() if not args.no_compile else "--no-compile"
-    for env_id in ENV_IDS:
+    for economy_id in ENV_IDS:
         if why_not is not None:
-            rows.append({"part": "env", "env": env_id, "mode": "compiled", "status": f"unavailable: {why_not}"})
+            rows.append({"part": "env", "env": economy_id, "mode": "compiled", "status": f"unavailable: {why_not}"})
             continue
         ceiling = math.inf
         for b, n in compiled_order(shapes):
             if b * n >= ceiling:
-                rows.append({"part": "env", "env": env_id, "B": b, "N": n, "agents": b * n, "mode": "compiled",
+                rows.append({"part": "env", "env": economy_id, "B": b, "N": n, "agents": b * n, "mode": "compiled",
                              "status": "not tried: a smaller size ran out of memory"})
                 continue
-            eager = next((r for r in rows if r.get("env") == env_id and r.get("B") == b and r["mode"] == "eager"), {})
-            row = record(measure(env_id, b, n, "compiled", estimate(eager, b * n)))
+            eager = next((r for r in rows if r.get("env") == economy_id and r.get("B") == b and r["mode"] == "eager"), {})
+            row = record(measure(economy_id, b, n, "compiled", estimate(eager, b * n)))
             if row["status"] == "out of memory":
                 ceiling = b * n
 
@@ -399,7 +399,7 @@ def deepham_part(part: Part, device: torch.device, args, rows: list[dict]) -> No
 def largest_n_part(part: Part, device: torch.device, args, rows: list[dict]) -> None:
     from _common import step_inputs
 
-    for env_id in ENV_IDS:
+    for economy_id in ENV_IDS:
         n = 2**14 if args.small else 2**20
         cap = min(args.max_n, 2**18) if args.small else args.max_n
         best, failed, stop, last = None, None, None, 0.0
@@ -410,13 +410,13 @@ def largest_n_part(part: Part, device: torch.device, args, rows: list[dict]) -> 
                         "memory")
                 break
             try:
-                part.begin(f"largest_n {env_id} N={n:,}", 2.5 * last)
+                part.begin(f"largest_n {economy_id} N={n:,}", 2.5 * last)
             except OutOfTime as err:
                 stop = f"stopped at N = {n:,}: {err}"
                 break
             start = time.perf_counter()
             try:
-                eco, gen, state, action = step_inputs(env_id, 1, n, device, ks_share=0.066)
+                eco, gen, state, action = step_inputs(economy_id, 1, n, device, ks_share=0.066)
                 with torch.no_grad():
                     eco.transition_and_reward(state, action, eco.sample_shocks(state, gen))
                 sync(device)
@@ -436,11 +436,11 @@ def largest_n_part(part: Part, device: torch.device, args, rows: list[dict]) -> 
             n *= 2
         if stop is None and failed is None:
             stop = f"capped at --max-n {cap:,}" if not args.small else f"small sizes: capped at {cap:,}"
-        rows.append({"part": "largest_n", "env": env_id, "B": 1, "largest_n": best["N"] if best else None,
+        rows.append({"part": "largest_n", "env": economy_id, "B": 1, "largest_n": best["N"] if best else None,
                      "largest": best, "first_failure": failed, "stopped": stop, "status": "ok" if best else
                      (failed or {}).get("status", stop)})
-        part.log(f"largest_n {env_id}: {best['N'] if best else None:,} fits" if best else
-                 f"largest_n {env_id}: none fits ({failed or stop})")
+        part.log(f"largest_n {economy_id}: {best['N'] if best else None:,} fits" if best else
+                 f"largest_n {economy_id}: none fits ({failed or stop})")
 
 
 PARTS = {"env": env_part, "kahou": kahou_part, "deepham": deepham_part, "largest_n": largest_n_part}

@@ -1,7 +1,8 @@
 """Time to accuracy: every solver's accuracy against wall time, scored by the judge against each economy's reference.
 
     python benchmarks/time_to_accuracy.py [--budget 120] [--economies investment ks] [--checkpoints 15 30 60 ...]
-                                          [--configs CONFIG ...] [--no-welfare] [--quick] [--threads 1]
+                                          [--configs CONFIG ...] [--set KEY=VALUE ...] [--no-welfare] [--quick]
+                                          [--threads 1]
                                           [--out benchmarks/results]
 
 Economies and their accuracy bars (issue 19):
@@ -42,7 +43,8 @@ says "not reached" — so does one whose budget ends before the first checkpoint
 Writes ``time_to_accuracy.json`` (every point, the bars, the references, the machine), ``time_to_accuracy.md``
 (the README tables) and ``time_to_accuracy_<economy>.png`` (accuracy against time); ``--quick`` (10 s budget,
 checkpoints 2.5 / 5 / 10 s, DeepHAM left out: its setup alone takes minutes) writes ``time_to_accuracy_quick.*``.
-``--merge A.json B.json`` combines runs of one budget (e.g. a config added after a run: ``--configs NEW.yaml
+``--score-runs RUN_DIR ...`` (with one ``--economies``) trains nothing and scores the kept checkpoints of
+``python -m train`` runs — e.g. a ``torchrun`` run on both cores — the same way. ``--merge A.json B.json`` combines runs of one budget (e.g. a config added after a run: ``--configs NEW.yaml
 --name x`` then ``--merge time_to_accuracy_main.json x.json``); ``--render`` rewrites the tables and plots of a
 result file; ``--list`` prints what would run.
 """
@@ -111,9 +113,11 @@ def benchmark_economy(key: str):
     return hetagents_env.make_economy(spec["env_id"], **spec["make"])
 
 
-def select_configs(key: str, paths: list[Path] | None = None, quick: bool = False) -> tuple[list[dict], list[dict]]:
+def select_configs(key: str, paths: list[Path] | None = None, quick: bool = False,
+                   extra: list[str] | tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
     """``(runs, skipped)`` for economy ``key``: the configs to run (dicts with path, overrides, solver) and the
-    skipped ones / registered solvers without a config (dicts with what and why)."""
+    skipped ones / registered solvers without a config (dicts with what and why). ``extra``: ``key=value``
+    overrides applied to every config (``--set``), recorded in each run's overrides."""
     from agents.solvers.registry import SOLVERS
     from train.config import ConfigFileError, load_experiment
 
@@ -137,11 +141,11 @@ def select_configs(key: str, paths: list[Path] | None = None, quick: bool = Fals
                             "reason": f"solver {exp.solver_name!r} is not registered"})
             continue
         try:
-            exp = load_experiment(path)
+            exp = load_experiment(path, list(extra))
         except ConfigFileError as err:
             skipped.append({"config": name, "solver": exp.solver_name, "reason": f"config does not load: {err}"})
             continue
-        overrides: list[str] = []
+        overrides: list[str] = list(extra)
         economy = exp.economy(device="cpu")
         if economy.params != target.params:
             diff = {k: v for k, v in economy.params.to_dict().items() if target.params.to_dict().get(k) != v}
@@ -177,6 +181,11 @@ def select_configs(key: str, paths: list[Path] | None = None, quick: bool = Fals
             skipped.append({"solver": solver, "reason": NOT_POLICY_SOLVERS.get(
                 solver, "supports the economy; no shipped config of it")})
     return runs, skipped
+
+
+def row_label(row: dict) -> str:
+    """A run's name in the tables: its config file, then the overrides it ran with (``--set``; ``env.n_agents``)."""
+    return " ".join([f"`{Path(row['config']).name}`", *(f"`{o}`" for o in row.get("overrides", ()))])
 
 
 def _rel(path: Path | str) -> str:
@@ -426,11 +435,10 @@ def economy_markdown(key: str, section: dict, budget: float) -> str:
     for r in rows:
         reached = _fmt_time(r["time_to_bar_s"]) if r["time_to_bar_s"] is not None else r["not_reached"]
         f = r["final"] or {}
-        config = Path(r["config"]).name
         stopped = r["stopped_by"]
         if stopped == "budget" and r["train_end_s"] > 1.1 * r["budget_s"] + 5:  # a step (or setup) that ran long
             stopped = f"budget, overran to {_fmt_time(r['train_end_s'])}"
-        head = (f"| {r['solver']} | `{config}` | {reached} | {stopped} | {_fmt_time(f.get('time'))} | "
+        head = (f"| {r['solver']} | {row_label(r)} | {reached} | {stopped} | {_fmt_time(f.get('time'))} | "
                 f"{f.get('steps', '–')} |")
         welfare = _f(f.get("welfare_pct"), ".3g") + (f" ± {f['welfare_se_pct']:.2g}" if f.get("welfare_se_pct") else "")
         if f.get("error"):
@@ -463,7 +471,7 @@ def economy_markdown(key: str, section: dict, budget: float) -> str:
                 else:
                     late = p["time"] > 1.1 * p["checkpoint"] + 1.0
                     cells[p["checkpoint"]] = cell + (f" (at {_fmt_time(p['time'])})" if late else "")
-            lines.append(f"| {r['solver']} | `{Path(r['config']).name}` | "
+            lines.append(f"| {r['solver']} | {row_label(r)} | "
                          + " | ".join(cells[c] or "–" for c in plan) + f" | {end or '–'} |")
     if section["skipped"]:
         lines += ["", "Not run: " + "; ".join(
@@ -540,11 +548,81 @@ def plot(key: str, section: dict, path: Path) -> Path | None:
     return path
 
 
+# ---------------------------------------------------------------------------------------------- runs of the CLI
+def score_saved_runs(key: str, run_dirs: list[Path], welfare: bool, log) -> dict:
+    """Score the kept checkpoints of ``python -m train`` runs (e.g. a ``torchrun`` run, which this script cannot
+    launch itself) against economy ``key``'s reference and bar: each run's ``config.yaml`` builds its solver, each
+    ``checkpoints/step_*.pt`` is loaded into it and its policy judged; the time of a point is the solver's own
+    clock saved in the checkpoint (``wall_time``: setup and training, on rank 0 for a distributed run)."""
+    import agents
+    from agents.reference import reference_for
+    from agents.reference_judge import score_against_reference
+    from train.checkpoint import CheckpointDir, load_checkpoint, to_device
+    from train.config import load_experiment
+
+    target = benchmark_economy(key)
+    reference = reference_for(target, solve=True, log=log)
+    ref = reference_summary(reference)
+    bar = bar_of(ref)
+    runs = []
+    for run_dir in run_dirs:
+        files = CheckpointDir(run_dir / "checkpoints").files()
+        if not (run_dir / "config.yaml").is_file() or not files:
+            raise SystemExit(f"--score-runs {run_dir}: not a run directory with config.yaml and checkpoints/step_*.pt")
+        exp = load_experiment(run_dir / "config.yaml")
+        economy = exp.economy(device="cpu")
+        if economy.env_id != target.env_id or economy.params != target.params or economy.n_agents != target.n_agents:
+            raise SystemExit(f"--score-runs {run_dir}: the run's economy is not the benchmark's "
+                             f"{ECONOMIES[key]['label']}")
+        solver = agents.make_solver(exp.solver_name, economy, exp.solver_config)
+        points = []
+        for step, path in files:
+            data = load_checkpoint(path)
+            solver.load_state_dict(to_device(data["solver"], economy.device))
+            solver.policy.eval()
+            with torch.no_grad():
+                metrics = point_metrics(score_against_reference(solver.policy, target, reference, welfare=welfare))
+            points.append({"checkpoint": path.name, "step": step, "time": data["solver"].get("wall_time"), **metrics,
+                           "bar": check_bar(metrics, bar)})
+            log(f"{run_dir.name}/{path.name}: bar {'met' if points[-1]['bar']['met'] else 'not met'}")
+        runs.append({"run": str(run_dir), "solver": exp.solver_name, "points": points})
+    return {"label": ECONOMIES[key]["label"], "reference": ref, "bar": bar, "runs": runs}
+
+
+def saved_runs_markdown(section: dict) -> str:
+    lines = [f"#### {section['label']}: saved runs", "", f"Bar: {section['bar']['text']}.", "",
+             "| run | checkpoint | step | solver time | stationary K | wealth Gini | Euler, common states | bar |",
+             "|---|---|---:|---:|---:|---:|---:|---|"]
+    for run in section["runs"]:
+        for p in run["points"]:
+            lines.append(f"| `{Path(run['run']).name}` | `{p['checkpoint']}` | {p['step']} | {_fmt_time(p['time'])} | "
+                         f"{_f(p.get('K_mean'), '.2f')} ({_f(p.get('K_reference'), '.2f')}) | "
+                         f"{_f(p.get('wealth_gini'), '.3f')} ({_f(p.get('wealth_gini_reference'), '.3f')}) | "
+                         f"{_f(p.get('euler_test_mean'), '.2e')} | {'met' if p['bar']['met'] else 'not met'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main_score_runs(args, argv: list[str] | None) -> dict:
+    if len(args.economies) != 1:
+        raise SystemExit("--score-runs: name the runs' economy with exactly one --economies")
+    setup_torch(args.threads, "cpu")
+    machine = machine_info(torch.device("cpu"))
+    section = score_saved_runs(args.economies[0], args.score_runs, not args.no_welfare,
+                               lambda line: print(f"[{time.strftime('%H:%M:%S')}] {line}", flush=True))
+    finish_machine(machine)
+    result = {"benchmark": "time_to_accuracy", "mode": "saved runs", "date": machine["date"][:10], "machine": machine,
+              "argv": sys.argv[1:] if argv is None else list(argv), "saved_runs": {args.economies[0]: section}}
+    for path in write_results(args.out, args.name, result, saved_runs_markdown(section)):
+        print("wrote", path)
+    return result
+
+
 # ---------------------------------------------------------------------------------------------- main
 def run_economy(key: str, args, device, seed_everything, log) -> dict:
     from agents.reference import reference_for
 
-    runs, skipped = select_configs(key, [Path(p) for p in args.configs] if args.configs else None, args.quick)
+    runs, skipped = select_configs(key, [Path(p) for p in args.configs] if args.configs else None, args.quick,
+                                   args.set)
     economy = benchmark_economy(key)
     start = time.perf_counter()
     reference = reference_for(economy, solve=True, log=log)
@@ -574,6 +652,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--economies", nargs="+", choices=list(ECONOMIES), default=list(ECONOMIES))
     parser.add_argument("--configs", nargs="+", type=Path, default=None,
                         help="only these configs (default: configs/investment_*.yaml and configs/ks_*.yaml)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
+                        help="config overrides applied to every config run (e.g. solver.horizon=75 run.seed=1); "
+                             "recorded with each row")
     parser.add_argument("--no-welfare", action="store_true", help="skip the judge's welfare simulation")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_BUDGET:g} s budget, checkpoints 2.5 5 10; writes time_to_accuracy_quick.*")
@@ -583,6 +664,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--name", default="time_to_accuracy", help="result file stem")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--score-runs", type=Path, nargs="+", default=None, metavar="RUN_DIR",
+                        help="train nothing: score the kept checkpoints of `python -m train` runs (e.g. torchrun "
+                             "runs) of the one --economies economy against its reference and bar; writes --name")
     parser.add_argument("--list", action="store_true", help="print which configs would run (and why not), run nothing")
     parser.add_argument("--render", type=Path, default=None, metavar="JSON",
                         help="only rewrite the markdown and plots of an earlier result file")
@@ -632,8 +716,8 @@ def merge_results(paths: list[Path]) -> dict:
             mine = merged["economies"].setdefault(key, copy.deepcopy(section))
             if mine is section:
                 continue
-            rows = {r["config"]: r for r in mine["rows"]}
-            rows.update({r["config"]: r for r in section["rows"]})
+            rows = {row_label(r): r for r in mine["rows"]}  # the same config with other overrides is another row
+            rows.update({row_label(r): r for r in section["rows"]})
             mine["rows"] = sorted(rows.values(), key=lambda r: Path(r["config"]).name)  # the glob's order
             skipped = {(s.get("config"), s.get("solver")): s for s in mine["skipped"] + section["skipped"]}
             mine["skipped"] = list(skipped.values())
@@ -660,9 +744,12 @@ def main(argv: list[str] | None = None) -> dict:
         for path in render(args.render, args.out if args.out != RESULTS else None, not args.no_plot):
             print("wrote", path)
         return {}
+    if args.score_runs is not None:
+        return main_score_runs(args, argv)
     if args.list:
         for key in args.economies:
-            runs, skipped = select_configs(key, [Path(p) for p in args.configs] if args.configs else None, args.quick)
+            runs, skipped = select_configs(key, [Path(p) for p in args.configs] if args.configs else None, args.quick,
+                                           args.set)
             shown = [r["config"] + "".join(" " + o for o in r["overrides"]) for r in runs]
             print(f"{key}: run {', '.join(shown)}")
             for s in skipped:

@@ -224,6 +224,25 @@ def test_time_to_accuracy_bars():
     assert time_to_accuracy.plan_checkpoints([15, 30], 10) == []
 
 
+def test_time_to_accuracy_set_overrides_every_config_and_names_the_row(tmp_path):
+    fast = [BENCHMARKS.parent / "configs" / "ks_deepham_1fm_fast.yaml"]
+    (run,), _ = time_to_accuracy.select_configs("ks", fast, extra=["solver.horizon=75", "run.seed=1"])
+    assert run["overrides"] == ["solver.horizon=75", "run.seed=1"]
+    assert time_to_accuracy.row_label(run) == "`ks_deepham_1fm_fast.yaml` `solver.horizon=75` `run.seed=1`"
+    runs, (skip,) = time_to_accuracy.select_configs("ks", fast, extra=["solver.horizn=75"])
+    assert runs == [] and "horizn" in skip["reason"]  # a bad override: the row says why, nothing runs
+    # merged runs of one config with other overrides stay two rows
+    row = {"config": "configs/investment_ppo.yaml", "solver": "ppo", "overrides": []}
+    files = []
+    for i, overrides in enumerate(([], ["run.seed=1"])):
+        result = {"budget_s": 1.0, "machine": {}, "economies": {"investment": {"rows": [{**row, "overrides": overrides}],
+                                                                              "skipped": []}}}
+        files.append(tmp_path / f"r{i}.json")
+        files[-1].write_text(json.dumps(result))
+    merged = time_to_accuracy.merge_results(files)
+    assert [r["overrides"] for r in merged["economies"]["investment"]["rows"]] == [[], ["run.seed=1"]]
+
+
 def test_time_to_accuracy_budget_below_the_first_checkpoint_is_not_reached(tmp_path):
     result = time_to_accuracy.main(["--economies", "investment", "--configs", "configs/investment_ppo.yaml",
                                     "--budget", "1", "--no-plot", "--out", str(tmp_path)])
@@ -253,6 +272,28 @@ def test_time_to_accuracy_scores_the_checkpoints(tmp_path):
                                     str(tmp_path / "time_to_accuracy.json"), "--name", "merged", "--no-plot",
                                     "--out", str(tmp_path)])
     assert len(merged["economies"]["investment"]["rows"]) == 1 and (tmp_path / "merged.md").exists()
+
+
+def test_time_to_accuracy_scores_the_checkpoints_of_a_cli_run(tmp_path):
+    from train.__main__ import main as train_main
+
+    config = str(BENCHMARKS.parent / "configs" / "investment_linear_euler_identity.yaml")
+    assert train_main([config, "run.steps=4", "run.checkpoint_every=2", "run.keep_checkpoints=3", "run.budget=null",
+                       "run.require_convergence=false",
+                       f"run.output_dir={tmp_path / 'runs'}", "eval.trajectories=2", "eval.horizon=3",
+                       "logger.mode=disabled"]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    result = time_to_accuracy.main(["--economies", "investment", "--score-runs", str(run_dir), "--no-welfare",
+                                    "--name", "scored", "--out", str(tmp_path)])
+    (run,) = result["saved_runs"]["investment"]["runs"]
+    assert run["points"] and run["points"][-1]["step"] == 4  # every kept checkpoint, the last one included
+    for p in run["points"]:
+        assert p["time"] > 0 and p["euler_test_kind"] == "relative_policy_error" and "met" in p["bar"]
+    assert "| run | checkpoint | step |" in (tmp_path / "scored.md").read_text()
+    with pytest.raises(SystemExit, match="not a run directory"):
+        time_to_accuracy.main(["--economies", "investment", "--score-runs", str(tmp_path), "--out", str(tmp_path)])
+    with pytest.raises(SystemExit, match="exactly one"):
+        time_to_accuracy.main(["--score-runs", str(run_dir), "--out", str(tmp_path)])
 
 
 def test_device_wheels_requirements_never_include_torch():
@@ -301,3 +342,10 @@ def test_deepham_profile_quick_runs_end_to_end(tmp_path, capsys):
     table = (tmp_path / "deepham_profile_quick.md").read_text()
     assert table.startswith("*Machine:") and "| op | self CPU % |" in table and "What dominates" in table
     assert "| op | self CPU % |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("item", ["speed=1,2", "compile=yes", "batch_size=8,x", "horizon"])
+def test_deepham_profile_refuses_a_bad_lever(item, capsys):
+    with pytest.raises(SystemExit) as err:
+        deepham_profile.main(["--quick", "--grid", item])
+    assert err.value.code == 2 and "--grid" in capsys.readouterr().err

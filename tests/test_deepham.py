@@ -279,3 +279,22 @@ def test_the_learning_rate_decays_geometrically_over_the_configured_steps_bit_fo
     solver.train(2)
     assert seen == [cfg.lr * (cfg.lr_end / cfg.lr) ** min(k / (cfg.steps - 1), 1.0) for k in range(8)]
     assert [m["step"] for m in solver.history] == [4, 6, 8] and solver.history[-1]["lr"] == solver.lr_at(8)
+
+
+@pytest.mark.parametrize("mode", [{"mode": "game"}, {"mode": "game", "price_taker": True, "learners": "all"}])
+def test_the_compiled_unroll_gives_the_eager_objective_and_gradient(mode):
+    """``compile: true`` compiles one period of the unroll: the same objective and gradient as eager, and the
+    training loop runs with it (the speed is measured in benchmarks/deepham_profile.py)."""
+    economy = ks(dtype=torch.float64)
+    eager = DeepHAMSolver(economy, {**KS_TINY, **mode, "horizon": 6})
+    compiled = DeepHAMSolver(economy, {**KS_TINY, **mode, "horizon": 6, "compile": True})
+    compiled.train(1)  # _begin compiles; one step
+    assert compiled._compiled_period is not None
+    eager.load_state_dict(compiled.state_dict())
+    start = compiled._draw_starts(4)
+    grads = []
+    for solver in (eager, compiled):
+        objective = solver.objective(start.clone(), generator=economy.generator(3))
+        grads.append((objective, *torch.autograd.grad(objective, list(solver.actor.parameters()))))
+    for e, c in zip(*grads):
+        torch.testing.assert_close(c, e, rtol=1e-10, atol=1e-12)

@@ -157,7 +157,7 @@ def test_the_template_steps_logs_at_its_points_and_at_the_last_step():
 def test_the_template_stops_when_the_solver_is_done_or_the_callback_asks():
     solver = countdown(finish_at=5)
     solver.train()  # no plan: the solver's own rule ends it
-    assert solver.n == 5 and [m["n"] for m in solver.history] == [3]  # done is no logging point
+    assert solver.n == 5 and [m["n"] for m in solver.history] == [3, 5]  # its stop is logged, like any stop
     solver = countdown()
     solver.train(100, callback=lambda metrics: metrics["n"] >= 6)
     assert solver.n == 6 and [m["n"] for m in solver.history] == [3, 6]

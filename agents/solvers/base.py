@@ -157,7 +157,10 @@ class Solver(abc.ABC):
                 if metrics is None and last:
                     metrics = self._metrics()
                 asked = metrics is not None and self._log(metrics, callback)
-                stop = self._done() or last or asked
+                finished = self._done()
+                if finished and metrics is None:  # the solver stopped itself at a step that logged nothing
+                    self._log(self._metrics(), callback)
+                stop = finished or last or asked
             self._end(done)
         finally:
             self._stop_clock()

@@ -364,7 +364,7 @@ class EulerSolver(Solver):
         if end_of_epoch:
             self.epoch += 1
             self._fresh_epoch, self._shuffled = True, None
-        return self._metrics() if end_of_epoch or self._done() else None
+        return self._metrics() if end_of_epoch else None
 
     def _done(self) -> bool:
         return self.converged or self.diverged

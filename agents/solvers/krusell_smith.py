@@ -586,7 +586,9 @@ class ClassicalKSSolver(Solver):
     # ``train`` (the Solver template): ALM iterations until converged, ``steps`` iterations (default
     # ``max_alm_iterations``) or ``budget`` seconds; every iteration is logged.
     def _begin(self, steps: int | None, budget: float | None) -> int | None:
-        return self.config.max_alm_iterations if steps is None else steps
+        if steps is None:  # by the config's own rule: nothing more to do once converged
+            return 0 if self.converged else self.config.max_alm_iterations
+        return steps
 
     def _train_step(self) -> dict[str, Any]:
         """One ALM iteration: household problem -> panel simulation -> OLS -> damped ALM update."""

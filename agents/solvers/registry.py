@@ -1,8 +1,10 @@
 """The solver registry: ``@register_solver("name")`` on a :class:`~agents.solvers.base.Solver` subclass makes it
 ``make_solver("name", economy, config)`` for the command line, the judge's reference solutions and the benchmarks.
 
-This is the only module of :mod:`agents.solvers` that the rest of :mod:`agents` imports: the judge finds an
-economy's reference solver by name here and never imports a solver module itself. Importing the package
+Apart from the package's front door (``agents/__init__.py`` re-exports the :class:`Solver` base class and imports
+:mod:`agents.solvers` so that every solver registers), this is the only module of :mod:`agents.solvers` that the
+rest of :mod:`agents` imports: the judge finds an economy's reference solver by name here and never imports a
+solver module itself. Importing the package
 :mod:`agents.solvers` imports every solver module, so a registered solver is known as soon as its file exists.
 """
 

@@ -57,7 +57,7 @@ import numpy as np
 
 from . import markov
 from .households import HouseholdEconomy, conditional_stationary
-from .params import Interval, Params, check_in, interval
+from .params import Interval, Params, check_in, choices, interval
 from .registry import register_economy
 
 #: DeepHAM's matrix of the DHKR productivity chain (no aggregate shock; IAS)
@@ -117,11 +117,11 @@ class AiyagariParams(Params):
     """AR(1) unconditional sd of log productivity σ ∈ [0, 5] (wider: exp of the grid overflows)"""
     n_states: int = 7
     """number of productivity states of the discretised AR(1) (≥ 2)"""
-    discretization: str = "tauchen"
+    discretization: str = dataclasses.field(default="tauchen", metadata=choices(*_DISCRETIZATIONS))
     """``"tauchen"`` (Aiyagari's) or ``"rouwenhorst"``"""
     tauchen_width: float = dataclasses.field(default=3.5, metadata=interval(0.0, 10.0, open_lo=True))
     """Tauchen's grid half-width in unconditional sds, in (0, 10]"""
-    aggregate_shock: str = "none"
+    aggregate_shock: str = dataclasses.field(default="none", metadata=choices(*_SHOCKS))
     """``"none"`` (stationary economy), ``"ias"`` (TFP shock) or ``"cis"`` (TFP shock + countercyclical risk)"""
     tfp_shock: float = dataclasses.field(default=0.02, metadata=interval(0.0, 1.0, open_hi=True))
     """Δ: Z = 1 ± Δ"""
@@ -135,7 +135,7 @@ class AiyagariParams(Params):
     """initial assets of every household; None: the complete-markets steady state K* (per household)"""
     c_min: float = dataclasses.field(default=1e-3, metadata=interval(0.0, open_lo=True))
     """consumption floor and minimum saving of the clip"""
-    action: str = "consumption_share"
+    action: str = dataclasses.field(default="consumption_share", metadata=choices("consumption_share", "savings_share"))
     """``"consumption_share"`` or ``"savings_share"``"""
 
     @classmethod
@@ -153,9 +153,6 @@ class AiyagariParams(Params):
 
     def _validate(self) -> None:
         super()._validate()
-        _check_choice("discretization", self.discretization, _DISCRETIZATIONS)
-        _check_choice("aggregate_shock", self.aggregate_shock, _SHOCKS)
-        _check_choice("action", self.action, ("consumption_share", "savings_share"))
         if isinstance(self.n_states, bool) or not isinstance(self.n_states, (int, np.integer)) or self.n_states < 2:
             raise ValueError(f"parameter 'n_states' = {self.n_states!r} is out of range: allowed integers >= 2")
         if (self.productivity is None) != (self.productivity_transition is None):
@@ -230,11 +227,6 @@ class AiyagariParams(Params):
             return -w * eps_min / r if math.isfinite(w) else -math.inf
         except (OverflowError, ZeroDivisionError):
             return -math.inf
-
-
-def _check_choice(name: str, value, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"parameter {name!r} = {value!r} is not allowed: use one of {', '.join(map(repr, allowed))}")
 
 
 def _check_matrix(name: str, matrix, n: int) -> tuple:

@@ -29,6 +29,7 @@ from ..validation import (  # noqa: F401  (the economies' modules import these f
     check_count,
     check_fits,
     check_in,
+    choices,
     interval,
 )
 
@@ -53,7 +54,7 @@ class Params(Validated):
     """
 
     model_name: ClassVar[str] = "economy"
-    strict_types: ClassVar[bool] = False  # the other fields (matrices, choices, counts) are checked by _validate
+    strict_types: ClassVar[bool] = False  # the other fields (matrices, counts) are checked by _validate
 
     @classmethod
     def label(cls, name: str) -> str:
