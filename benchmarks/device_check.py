@@ -16,7 +16,8 @@ Parts, each with its share of ``--total`` (time a part leaves unused passes to t
   (val MSE < 2e-7), the relative error against LQ on the validation states and the published success rule.
 * ``deepham`` (30 %): DeepHAM policy steps per second on Krusell–Smith, N = 50, at the published sizes (384
   economies unrolled T = 149 periods, float64; ``deepham_ks.py``'s ``published`` preset) and with the ``fast``
-  preset (64 economies, float32), 1st moment and 1 generalized moment. The setup (burn-in, first value fit) is
+  preset (64 economies, float32), 1st moment and 1 generalized moment, and the ``fast`` 1st moment with one period of
+  the unroll compiled (``solver.compile``; its compilation falls in the warm-up step, ``warmup_s``). The setup (burn-in, first value fit) is
   shrunk, which changes no step's cost; the rate excludes the periodic validation and value refits.
 * ``largest_n`` (15 %): the largest N of ONE economy (B = 1) whose eager step fits in memory: N doubles from
   2²⁰ (small sizes: 2¹⁴ … 2¹⁸) until a step runs out of memory, the part's share ends or ``--max-n``; on a CPU device a
@@ -351,24 +352,29 @@ def deepham_part(part: Part, device: torch.device, args, rows: list[dict]) -> No
     from agents.solvers.deepham import DeepHAMSolver
     from deepham_ks import PRESETS, merge
 
-    cases = [(p, s) for p in ("published", "fast") for s in ("moment", "gm")]
+    # (preset, summary, compiled): the last case is the fast preset with one period of the unroll compiled
+    cases = [(p, s, False) for p in ("published", "fast") for s in ("moment", "gm")] + [("fast", "moment", True)]
     if args.small:
         cases = cases[:1] + cases[-1:]
     last = 0.0
-    for preset, summary in cases:
-        part.begin(f"deepham {preset} {summary}", last)
+    for preset, summary, compiled in cases:
+        label = preset + (" compiled" if compiled else "")
+        part.begin(f"deepham {label} {summary}", last)
         start = time.perf_counter()
-        config = merge(merge(PRESETS[preset], {"summary": summary, "seed": 0}), DEEPHAM_CHEAP_SETUP)
+        config = merge(merge(PRESETS[preset], {"summary": summary, "seed": 0, "compile": compiled}),
+                       DEEPHAM_CHEAP_SETUP)
         if args.small:
             config = merge(config, DEEPHAM_SMALL)
-        row = {"part": "deepham", "preset": preset, "summary": summary, "N": 50}
+        row = {"part": "deepham", "preset": label, "summary": summary, "N": 50}
         try:
             dtype = torch.float64 if config.get("dtype", "float64") == "float64" else torch.float32
             economy = hetagents_env.make_economy("KrusellSmith-v0", n_agents=50, device=device, dtype=dtype)
             solver = DeepHAMSolver(economy, config)
             row.update(batch_size=solver.config.batch_size, horizon=solver.config.horizon, dtype=str(dtype))
-            solver.train(steps=1)  # the first value fit and one step (warm-up)
+            t = time.perf_counter()
+            solver.train(steps=1)  # the first value fit and one step (warm-up; compiles a compiled case)
             sync(device)
+            row["warmup_s"] = time.perf_counter() - t
             t = time.perf_counter()
             solver.train(steps=2)
             sync(device)
@@ -382,13 +388,13 @@ def deepham_part(part: Part, device: torch.device, args, rows: list[dict]) -> No
             seconds = time.perf_counter() - t
             row.update(timed_steps=steps, seconds=seconds, steps_per_s=steps / seconds,
                        minutes_for_10000_steps=10_000 * seconds / steps / 60, status="ok")
-            part.log(f"deepham {preset} {summary} ({row['batch_size']}×{row['horizon']}, {dtype}): "
+            part.log(f"deepham {label} {summary} ({row['batch_size']}×{row['horizon']}, {dtype}): "
                      f"{row['steps_per_s']:.2f} steps/s")
         except Exception as err:  # noqa: BLE001
             if isinstance(err, (PartTimeout, OutOfTime)):
                 raise
             row["status"] = "out of memory" if is_oom(err) else f"failed: {first_line(err)}"
-            part.log(f"deepham {preset} {summary}: {row['status']}")
+            part.log(f"deepham {label} {summary}: {row['status']}")
         finally:
             free_memory(device)
         rows.append(row)

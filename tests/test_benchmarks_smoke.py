@@ -145,6 +145,8 @@ def test_device_check_runs_end_to_end_on_the_cpu(tmp_path, monkeypatch, capsys):
         if r["status"] == "ok":
             assert r["agent_steps_per_s"] > 0 and r["mode"] in ("eager", "compiled")
     assert set(result["targets"]) == {"ks_env_rate", "kahou_relu_time", "deepham_time_to_bar"}
+    deepham = {r["preset"] for r in result["parts"]["deepham"]["rows"]}
+    assert deepham <= {"published", "fast compiled"} and "published" in deepham  # small: the first and the compiled
     out = capsys.readouterr().out
     assert "| part | what | result | note |" in out and (tmp_path / "device_check_quick.md").exists()
 
