@@ -298,3 +298,22 @@ def test_the_compiled_unroll_gives_the_eager_objective_and_gradient(mode):
         grads.append((objective, *torch.autograd.grad(objective, list(solver.actor.parameters()))))
     for e, c in zip(*grads):
         torch.testing.assert_close(c, e, rtol=1e-10, atol=1e-12)
+
+
+def test_start_spread_widens_the_start_states_mean_preserving_above_the_bound():
+    """``start_spread``: a mean-one log-normal factor on every household's wealth above the borrowing limit in the
+    policy steps' start states (not in the validation states nor the value fit's); 0 leaves the draw untouched."""
+    economy = ks(n=50)
+    base = {**KS_TINY, "ergodic_economies": 64, "ergodic_periods": 40}
+    plain = DeepHAMSolver(economy, base)
+    spread = DeepHAMSolver(economy, {**base, "start_spread": 0.5})
+    torch.testing.assert_close(spread.starts["k"], plain.starts["k"])  # same pool: the spread is drawn per batch
+    torch.testing.assert_close(spread.val_states["k"], plain.val_states["k"])
+    low = economy.feature_bounds("k")[0]
+    k0, k1 = plain._draw_starts(64)["k"] - low, spread._draw_starts(64)["k"] - low
+    assert bool((k1 >= 0).all())
+    ratio = (k1 / k0).log()  # the factor's log: N(−σ²/2, σ²) household by household
+    assert abs(float(ratio.std()) - 0.5) < 0.03 and abs(float(ratio.mean()) + 0.125) < 0.03
+    assert abs(float(k1.mean() / k0.mean()) - 1.0) < 0.05
+    with pytest.raises(ConfigError, match="start_spread"):
+        DeepHAMSolver(economy, {**base, "start_spread": -0.1})

@@ -15,7 +15,10 @@ bottom (:meth:`DeepHAMSolver._train_step` and its ``_begin``, in the Solver temp
 1. **Ergodic set.** ``ergodic_economies`` economies are simulated under the current policy (``burn_in`` periods
    first); every refresh simulates ``ergodic_periods`` more periods and records every ``ergodic_skip``-th state;
    policy steps draw their start states from this set without replacement and the set is re-simulated (continuing
-   the paths) when it is used up — the published "policy data set, re-sampled every epoch".
+   the paths) when it is used up — the published "policy data set, re-sampled every epoch". Optionally
+   (``start_spread`` = σ > 0, not published) each drawn start state's own endogenous state is spread by a mean-one
+   log-normal factor, :math:`w_i \leftarrow \underline w + (w_i - \underline w)\,e^{\sigma\varepsilon_i - \sigma^2/2}`,
+   so that the tails of the distribution are trained before the policy's own ergodic set reaches them.
 2. **Value learning** every ``value_every`` policy steps (and before the first): simulate ``value.economies`` paths
    of ``value.periods`` periods under the current policy, targets the truncated discounted sums
    :math:`\hat V_i(s_{t_0}) = \sum_{\tau < H} \beta^\tau u_{i, t_0+\tau}` from start times
@@ -179,6 +182,11 @@ class DeepHAMConfig(Config):
     """periods simulated per refresh of the ergodic set"""
     ergodic_skip: int = dataclasses.field(default=4, metadata=interval(1))
     """record every this many periods of a refresh"""
+    start_spread: float = dataclasses.field(default=0.0, metadata=interval(0.0))
+    """σ of a mean-one log-normal factor drawn for every agent's own endogenous state (its distance to the state's
+    lower bound) in the policy steps' start states: coverage of the state space beyond the current policy's own
+    ergodic set, which under-samples the tails while the wealth distribution is still forming (0: the start states as
+    drawn, published)"""
     # -- value refits and validation
     value_every: int = dataclasses.field(default=2000, metadata=interval(1))
     """refit the value every this many policy steps (and before the first)"""
@@ -346,7 +354,20 @@ class DeepHAMSolver(Solver):
         else:
             idx = self._order[self._cursor : self._cursor + batch]
             self._cursor += batch
-        return self.starts[idx].clone()
+        starts = self.starts[idx].clone()
+        return starts if fresh or self.config.start_spread == 0 else self._spread(starts)
+
+    def _spread(self, states: TensorDict) -> TensorDict:
+        r"""``start_spread``: :math:`w_i \leftarrow \underline w + (w_i - \underline w)\,e^{\sigma\varepsilon_i - \sigma^2/2}`,
+        ε_i ~ N(0, 1) per agent, w the economy's endogenous state and :math:`\underline w` its lower bound (0 where it
+        states none): mean-preserving in expectation, never below the bound."""
+        sigma, key = self.config.start_spread, self.sim.endogenous_key
+        low = self.sim.feature_bounds(key)[0]
+        low = low if math.isfinite(low) else 0.0
+        w = states[key]
+        noise = torch.randn(w.shape, generator=self.rng, device=w.device, dtype=w.dtype)
+        states[key] = low + (w - low) * torch.exp(sigma * noise - 0.5 * sigma**2)
+        return states
 
     # ------------------------------------------------------------------ value learning
     def fit_value(self) -> dict[str, float]:
