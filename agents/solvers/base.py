@@ -46,6 +46,7 @@ The command line and the judge use nothing else. Adding a solver = a subclass de
 from __future__ import annotations
 
 import abc
+import math
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -288,3 +289,22 @@ def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, params,
         torch.nn.utils.clip_grad_norm_(params, grad_clip)
     optimizer.step()
     return loss.detach()
+
+
+def spread_endogenous(economy: Economy, states: TensorDict, sigma: float, generator: torch.Generator | None, *,
+                      keep_mean: bool) -> TensorDict:
+    r"""A copy of ``states`` whose endogenous state above its lower bound (0 where the economy states none),
+    :math:`w_i - \underline w`, is multiplied by a log-normal factor :math:`e^{\sigma\varepsilon_i}` per agent,
+    ε_i ~ N(0, 1): rescaled so that each economy's cross-sectional mean is unchanged (``keep_mean``: prices too), or
+    divided by :math:`e^{\sigma^2/2}` (mean-one factor: the mean unchanged in expectation). Never below the bound."""
+    key = economy.endogenous_key
+    low = economy.feature_bounds(key)[0]
+    low = low if math.isfinite(low) else 0.0
+    above = states[key] - low
+    noise = torch.randn(above.shape, generator=generator, device=economy.device, dtype=above.dtype)
+    spread = above * torch.exp(sigma * noise - (0.0 if keep_mean else 0.5 * sigma**2))
+    if keep_mean:
+        spread = spread * (above.mean(-1, keepdim=True) / spread.mean(-1, keepdim=True).clamp_min(1e-12))
+    out = states.clone()
+    out[key] = spread + low
+    return out

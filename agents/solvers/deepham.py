@@ -90,7 +90,7 @@ from ..config import Config, ConfigError, interval
 from ..networks import ACTIVATION_FUNCTIONS, DeepSets, DeepSetsConfig, fast_tanh, make_actor, use_fast_tanh
 from ..value import ValueConfig, ValueEnsemble, fit_ensemble, fit_value, make_value, value_dataset
 from ..config import torch_dtype
-from .base import Solver, optimizer_step
+from .base import Solver, optimizer_step, spread_endogenous
 from .registry import register_solver
 
 
@@ -186,7 +186,7 @@ class DeepHAMConfig(Config):
     """σ of a mean-one log-normal factor drawn for every agent's own endogenous state (its distance to the state's
     lower bound) in the policy steps' start states: coverage of the state space beyond the current policy's own
     ergodic set, which under-samples the tails while the wealth distribution is still forming (0: the start states as
-    drawn, published)"""
+    drawn, published); :func:`agents.solvers.base.spread_endogenous`, as the Euler solver's ``spread_sigma``"""
     # -- value refits and validation
     value_every: int = dataclasses.field(default=2000, metadata=interval(1))
     """refit the value every this many policy steps (and before the first)"""
@@ -354,20 +354,10 @@ class DeepHAMSolver(Solver):
         else:
             idx = self._order[self._cursor : self._cursor + batch]
             self._cursor += batch
-        starts = self.starts[idx].clone()
-        return starts if fresh or self.config.start_spread == 0 else self._spread(starts)
-
-    def _spread(self, states: TensorDict) -> TensorDict:
-        r"""``start_spread``: :math:`w_i \leftarrow \underline w + (w_i - \underline w)\,e^{\sigma\varepsilon_i - \sigma^2/2}`,
-        ε_i ~ N(0, 1) per agent, w the economy's endogenous state and :math:`\underline w` its lower bound (0 where it
-        states none): mean-preserving in expectation, never below the bound."""
-        sigma, key = self.config.start_spread, self.sim.endogenous_key
-        low = self.sim.feature_bounds(key)[0]
-        low = low if math.isfinite(low) else 0.0
-        w = states[key]
-        noise = torch.randn(w.shape, generator=self.rng, device=w.device, dtype=w.dtype)
-        states[key] = low + (w - low) * torch.exp(sigma * noise - 0.5 * sigma**2)
-        return states
+        starts = self.starts[idx]
+        if fresh or self.config.start_spread == 0:
+            return starts.clone()
+        return spread_endogenous(self.sim, starts, self.config.start_spread, self.rng, keep_mean=False)
 
     # ------------------------------------------------------------------ value learning
     def fit_value(self) -> dict[str, float]:

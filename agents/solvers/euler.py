@@ -74,7 +74,7 @@ from .. import distributed, schedules
 from ..config import Config, ConfigError, interval
 from ..networks import DeepSetsConfig, make_actor
 from ..residuals import batched_residual, residual_options
-from .base import Solver, optimizer_step
+from .base import Solver, optimizer_step, spread_endogenous
 from .registry import register_solver
 
 __all__ = ["EulerConfig", "EulerSolver", "lq_data_policy"]
@@ -249,19 +249,8 @@ class EulerSolver(Solver):
         return states
 
     def _spread(self, states: TensorDict) -> TensorDict:
-        """A copy of ``states`` whose endogenous state above its lower bound, a_i − a̲, is multiplied by a mean-one
-        log-normal factor per agent and rescaled so that its cross-sectional mean is unchanged (prices too)."""
-        eco, sigma = self.economy, self.config.spread_sigma
-        key = eco.endogenous_key
-        lo = eco.feature_bounds(key)[0]
-        lo = lo if math.isfinite(lo) else 0.0
-        above = states[key] - lo
-        factor = torch.exp(sigma * torch.randn(above.shape, generator=self.rng, device=eco.device, dtype=above.dtype))
-        spread = above * factor
-        spread = spread * (above.mean(-1, keepdim=True) / spread.mean(-1, keepdim=True).clamp_min(1e-12))
-        out = states.clone()
-        out[key] = spread + lo
-        return out
+        """A copy of ``states`` with the endogenous state spread around each economy's own mean (prices unchanged)."""
+        return spread_endogenous(self.economy, states, self.config.spread_sigma, self.rng, keep_mean=True)
 
     def _anchor(self, state: TensorDict) -> TensorDict:
         """Rescale a share ``anchor_fraction`` of the paths' endogenous state to a mean drawn log-uniformly from
