@@ -481,8 +481,11 @@ def economy_markdown(key: str, section: dict, budget: float) -> str:
 
 
 def to_markdown(result: dict) -> str:
+    rows = [r for section in result["economies"].values() for r in section.get("rows", [])]
+    what = ("each row a config with the overrides it names, trained once" if any(r.get("overrides") for r in rows)
+            else "each shipped config trained once")
     lines = [
-        f"Time to accuracy (`benchmarks/time_to_accuracy.py`): each shipped config trained once for at most "
+        f"Time to accuracy (`benchmarks/time_to_accuracy.py`): {what} for at most "
         f"{result['budget_s']:g} s of wall time ({result['machine']['threads']} torch thread(s)); its policy copied "
         "when the clock passes each checkpoint and scored afterwards by the judge against the economy's reference "
         "(the judge's time is not on the solver's clock). Time to the bar: the first scored policy that meets it "
@@ -692,6 +695,9 @@ def render(path: Path, out: Path | None = None, plots: bool = True) -> list[Path
     path = Path(path)
     result = json.loads(path.read_text())
     out = out or path.parent
+    if "saved_runs" in result:  # a --score-runs result: its one table, no plot
+        section = next(iter(result["saved_runs"].values()))
+        return write_results(out, path.stem, result, saved_runs_markdown(section))
     paths = write_results(out, path.stem, result, to_markdown(result))
     if plots:
         paths += [plot(key, section, out / f"{path.stem}_{key}.png") for key, section in result["economies"].items()

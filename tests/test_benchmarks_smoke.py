@@ -291,7 +291,10 @@ def test_time_to_accuracy_scores_the_checkpoints_of_a_cli_run(tmp_path):
     assert run["points"] and run["points"][-1]["step"] == 4  # every kept checkpoint, the last one included
     for p in run["points"]:
         assert p["time"] > 0 and p["euler_test_kind"] == "relative_policy_error" and "met" in p["bar"]
-    assert "| run | checkpoint | step |" in (tmp_path / "scored.md").read_text()
+    table = (tmp_path / "scored.md").read_text()
+    assert "| run | checkpoint | step |" in table
+    (tmp_path / "scored.md").unlink()
+    assert time_to_accuracy.render(tmp_path / "scored.json") and (tmp_path / "scored.md").read_text() == table
     with pytest.raises(SystemExit, match="not a run directory"):
         time_to_accuracy.main(["--economies", "investment", "--score-runs", str(tmp_path), "--out", str(tmp_path)])
     with pytest.raises(SystemExit, match="exactly one"):

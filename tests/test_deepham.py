@@ -3,6 +3,8 @@ the linear investment economy by price-taking fictitious play, learning on Kruse
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -317,3 +319,65 @@ def test_start_spread_widens_the_start_states_mean_preserving_above_the_bound():
     assert abs(float(k1.mean() / k0.mean()) - 1.0) < 0.05
     with pytest.raises(ConfigError, match="start_spread"):
         DeepHAMSolver(economy, {**base, "start_spread": -0.1})
+    annealed = DeepHAMSolver(economy, {**base, "start_spread": 0.5, "start_spread_end": 0.0, "steps": 11})
+    assert [annealed.spread_at(k) for k in (0, 5, 10, 20)] == [0.5, 0.25, 0.0, 0.0]
+    annealed.step = 10  # σ = 0 at the end: the draws as they are
+    torch.testing.assert_close(annealed._draw_starts(64)["k"], DeepHAMSolver(economy, base)._draw_starts(64)["k"])
+
+
+def test_policy_average_reports_the_warm_ema_of_the_iterates_and_checkpoints_it():
+    """``policy_average`` = d: ``solver.policy`` is the running mean of the first 1/(1 − d) iterates, then their
+    exponential moving average; the iterate alone trains and simulates; a checkpoint restores both, and only into a
+    solver configured with an average."""
+    economy = ks()
+    config = {**KS_TINY, "policy_average": 0.8}
+    solver = DeepHAMSolver(economy, config)
+    iterates = []
+    for _ in range(12):
+        solver.train(steps=1)
+        iterates.append([p.detach().clone() for p in solver.actor.parameters()])
+    expected = iterates[0]
+    for n, iterate in enumerate(iterates[1:], start=2):  # the n-th iterate's weight: max(1 − d, 1/n)
+        weight = max(0.2, 1.0 / n)
+        expected = [a + (b - a) * weight for a, b in zip(expected, iterate)]
+    for a, b in zip(expected, solver.average.module.parameters()):
+        torch.testing.assert_close(b, a)
+    state = solver.val_states
+    assert not torch.allclose(solver.policy(state), solver.iterate(state))  # the reported policy is the average
+    sd = copy.deepcopy(solver.state_dict())  # a copy: optimizer.load_state_dict keeps the loaded tensors
+    clone = DeepHAMSolver(economy, {**config, "seed": 3})
+    clone.load_state_dict(sd)
+    for one in (clone, solver):
+        one.train(steps=2)
+    torch.testing.assert_close(clone.policy(state), solver.policy(state), rtol=0, atol=0)
+    torch.testing.assert_close(clone.iterate(state), solver.iterate(state), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="policy_average"):
+        DeepHAMSolver(economy, KS_TINY).load_state_dict(sd)
+    plain = DeepHAMSolver(economy, KS_TINY)
+    assert plain.policy is plain.iterate is plain.actor and plain.average is None
+    with pytest.raises(ValueError, match="policy_average"):
+        DeepHAMSolver(economy, config).load_state_dict(copy.deepcopy(plain.state_dict()))
+    for bad in (1.0, -0.1):
+        with pytest.raises(ConfigError, match="policy_average"):
+            DeepHAMSolver(economy, {**KS_TINY, "policy_average": bad})
+
+
+def test_value_spread_starts_the_value_simulations_from_spread_states(monkeypatch):
+    """``value_spread``: the value fit's simulations start from states spread as the policy steps' (a mean-one
+    log-normal factor per household above the borrowing limit); without it, from the drawn states themselves."""
+    import agents.solvers.deepham as deepham
+
+    economy = ks(n=50)
+    base = {**KS_TINY, "ergodic_economies": 64, "ergodic_periods": 40, "start_spread": 0.5,
+            "value": {**KS_TINY["value"], "economies": 64}}
+    seen = []
+    real = deepham.value_dataset
+    monkeypatch.setattr(deepham, "value_dataset",
+                        lambda eco, policy, start, *args: seen.append(start) or real(eco, policy, start, *args))
+    for spread in (False, True):
+        DeepHAMSolver(economy, {**base, "value_spread": spread}).fit_value()
+    low = economy.feature_bounds("k")[0]
+    ratio = ((seen[1]["k"] - low) / (seen[0]["k"] - low)).log()  # the same draws, then the factor
+    assert abs(float(ratio.std()) - 0.5) < 0.03 and abs(float(ratio.mean()) + 0.125) < 0.03
+    with pytest.raises(ConfigError, match="value_spread = true needs start_spread"):
+        DeepHAMSolver(economy, {**KS_TINY, "value_spread": True})

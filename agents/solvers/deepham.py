@@ -23,7 +23,9 @@ bottom (:meth:`DeepHAMSolver._train_step` and its ``_begin``, in the Solver temp
    of ``value.periods`` periods under the current policy, targets the truncated discounted sums
    :math:`\hat V_i(s_{t_0}) = \sum_{\tau < H} \beta^\tau u_{i, t_0+\tau}` from start times
    :math:`t_0 = 0, \Delta, 2\Delta, \dots` (H = ``value.horizon``), and regress every critic on them (MSE, Adam,
-   warm-started). Shapes: states (S,) economies × (N,) agents, targets (S, N).
+   warm-started). Shapes: states (S,) economies × (N,) agents, targets (S, N). With ``value_spread`` (not
+   published) the simulations start from states spread as the policy steps' (``start_spread``, step 1): the critics
+   then also learn the values of the wealth tails the unrolls start from and end in, instead of extrapolating there.
 3. **Policy step.** From B start states, unroll T periods through the economy's differentiable ``transition``:
 
    .. math:: J_i(\theta) = \sum_{t<T} \beta^t u(s_{i,t}, a_{i,t}) + \beta^T\, \bar V(s_{i,T}),
@@ -48,6 +50,10 @@ bottom (:meth:`DeepHAMSolver._train_step` and its ``_begin``, in the Solver temp
 
 4. Validation every ``val_every`` steps on fixed start states and fixed shocks: mean over agents of J
    (``val_objective``) and of the utility part alone (``val_utility``).
+5. **Reported policy.** The last iterate (published), or with ``policy_average`` = d > 0 (not published) a moving
+   average of the iterates' parameters (``torch.optim.swa_utils.AveragedModel``): the n-th enters with weight
+   max(1 − d, 1/n). The iterate alone is trained, simulates and is validated; the average is ``solver.policy``,
+   what the judge scores: the step-to-step noise of the stochastic gradient averaged out.
 
 Input normalisation (documented choice): **fixed economic scales**, never statistics of a first data set (the
 published code freezes the statistics of a data set simulated with a constant consumption share of 0.4, whose
@@ -82,6 +88,7 @@ from typing import Any, Literal
 import torch
 from tensordict import TensorDict
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from hetagents_env.economies.core import Economy
 
@@ -171,6 +178,12 @@ class DeepHAMConfig(Config):
     """learning rate at the last step (exponential decay; None: constant)"""
     adam_betas: tuple[float, float] = (0.99, 0.99)
     grad_clip: float | None = dataclasses.field(default=None, metadata=interval(0.0, open_lo=True))
+    policy_average: float = dataclasses.field(default=0.0, metadata=interval(0.0, 1.0, open_hi=True))
+    """d: report a moving average of the actor's parameters over the policy steps as the solver's ``policy`` (what
+    the judge scores and checkpoints hold as ``policy``); the iterates are trained, simulate the ergodic set and the
+    value data and are validated as before. The n-th step's iterate enters with weight max(1 − d, 1/n): the plain
+    average of the first 1/(1 − d) steps, then an exponential moving average (window ≈ 1/(1 − d) steps). 0: the
+    last iterate (published)"""
     # -- start states
     start_states: Literal["ergodic", "initial", "paths"] = "ergodic"
     """where unrolls start: the current policy's ergodic set (published), fresh draws of the initial state, or
@@ -187,6 +200,14 @@ class DeepHAMConfig(Config):
     lower bound) in the policy steps' start states: coverage of the state space beyond the current policy's own
     ergodic set, which under-samples the tails while the wealth distribution is still forming (0: the start states as
     drawn, published); :func:`agents.solvers.base.spread_endogenous`, as the Euler solver's ``spread_sigma``"""
+    start_spread_end: float | None = dataclasses.field(default=None, metadata=interval(0.0))
+    """σ of the spread at the last of ``steps`` (linear from ``start_spread``; None: constant): coverage early,
+    the policy's own ergodic set at the end"""
+    value_spread: bool = False
+    """spread the value fit's start states as the policy steps' (``start_spread``): the critics learn the values of
+    the states the unrolls start from and end in, instead of extrapolating beyond the policy's own ergodic set
+    (without it, the spread start states end in wealth the critics never saw, and the wealth distribution of the
+    trained policy comes out too equal); needs start_spread > 0"""
     # -- value refits and validation
     value_every: int = dataclasses.field(default=2000, metadata=interval(1))
     """refit the value every this many policy steps (and before the first)"""
@@ -211,6 +232,8 @@ class DeepHAMConfig(Config):
             raise ConfigError(
                 f"DeepHAMConfig.activation = {self.activation!r}: choose one of {', '.join(ACTIVATION_FUNCTIONS)}"
             )
+        if self.value_spread and self.start_spread == 0:
+            raise ConfigError("DeepHAMConfig.value_spread = true needs start_spread > 0 (the spread it applies)")
         if self.ergodic_skip > self.ergodic_periods:
             raise ConfigError(
                 f"DeepHAMConfig.ergodic_skip = {self.ergodic_skip} must not exceed "
@@ -269,7 +292,13 @@ class DeepHAMSolver(Solver):
         if scale is None:  # an unbounded action in the economy's own unit; a share as it is
             scale = float(economy.action_scale) if economy.action_head == "linear" else 1.0
         self.action_scale = float(scale)
-        self.policy = ScaledPolicy(self.actor, scale) if scale != 1.0 else self.actor
+        # the iterate: trained, and what simulates the ergodic set and the value data
+        self.iterate = ScaledPolicy(self.actor, scale) if scale != 1.0 else self.actor
+        self.average = None  # config.policy_average: the reported policy, a moving average of the iterates
+        if cfg.policy_average > 0:
+            self.average = AveragedModel(self.actor, multi_avg_fn=_warm_ema(cfg.policy_average))
+        reported = self.actor if self.average is None else self.average.module
+        self.policy = ScaledPolicy(reported, scale) if scale != 1.0 else reported
         self.value = make_value(economy, cfg.value, summary=cfg.summary, moments=cfg.moments,
                                 gm_widths=cfg.gm_widths, seed=cfg.seed + 1)
         self.optimizer = torch.optim.Adam(self.actor.parameters(), lr=cfg.lr, betas=cfg.adam_betas)
@@ -320,7 +349,7 @@ class DeepHAMSolver(Solver):
         the states recorded every that many periods, stacked [records · E]."""
         eco, recorded = self.sim, []
         for t in range(periods):
-            state = eco.transition(state, self.policy(state), eco.sample_shocks(state, self.rng))
+            state = eco.transition(state, self.iterate(state), eco.sample_shocks(state, self.rng))
             if record_every and (t + 1) % record_every == 0:
                 recorded.append(state)
         if record_every:
@@ -355,9 +384,17 @@ class DeepHAMSolver(Solver):
             idx = self._order[self._cursor : self._cursor + batch]
             self._cursor += batch
         starts = self.starts[idx]
-        if fresh or self.config.start_spread == 0:
+        sigma = self.spread_at(self.step)
+        if fresh or sigma == 0:
             return starts.clone()
-        return spread_endogenous(self.sim, starts, self.config.start_spread, self.rng, keep_mean=False)
+        return spread_endogenous(self.sim, starts, sigma, self.rng, keep_mean=False)
+
+    def spread_at(self, step: int) -> float:
+        """σ of the start-state spread at policy step ``step`` (linear from start_spread to start_spread_end)."""
+        cfg = self.config
+        if cfg.start_spread_end is None or cfg.steps <= 1:
+            return cfg.start_spread
+        return cfg.start_spread + (cfg.start_spread_end - cfg.start_spread) * min(step / (cfg.steps - 1), 1.0)
 
     # ------------------------------------------------------------------ value learning
     def fit_value(self) -> dict[str, float]:
@@ -368,6 +405,8 @@ class DeepHAMSolver(Solver):
         metrics = None
         if distributed.is_main():
             start = self._draw_starts(cfg.economies, fresh=True)
+            if self.config.value_spread and self.spread_at(self.step) > 0:
+                start = spread_endogenous(self.sim, start, self.spread_at(self.step), self.rng, keep_mean=False)
             states, targets = value_dataset(self.sim, self._no_grad_policy, start, cfg, self.rng)
             metrics = fit_ensemble(self.value, states, targets, cfg, self.rng, self.value_optimizer,
                                    out_of_time=self._out_of_time)
@@ -382,7 +421,7 @@ class DeepHAMSolver(Solver):
 
     @torch.no_grad()
     def _no_grad_policy(self, state: TensorDict) -> torch.Tensor:
-        return self.policy(state)
+        return self.iterate(state)
 
     # ------------------------------------------------------------------ the objective
     def objective(self, start: TensorDict, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -431,7 +470,7 @@ class DeepHAMSolver(Solver):
         gen = eco.generator(self.val_seed)
         state, total = self.val_states, 0.0
         for t in range(cfg.horizon):
-            state, reward = eco.transition_and_reward(state, self.policy(state), eco.sample_shocks(state, gen))
+            state, reward = eco.transition_and_reward(state, self.iterate(state), eco.sample_shocks(state, gen))
             total = total + self.discount[t] * reward
         terminal = self.value(state)
         agg = eco.aggregates(state)
@@ -473,6 +512,8 @@ class DeepHAMSolver(Solver):
         loss = self._loss(self._draw_starts(cfg.batch_size))
         self._objective = -float(optimizer_step(self.optimizer, loss, self.actor.parameters(), cfg.grad_clip))
         self.step += 1
+        if self.average is not None:
+            self.average.update_parameters(self.actor)
         # --- 4. validation
         return self._metrics() if self.step % cfg.val_every == 0 else None
 
@@ -517,15 +558,23 @@ class DeepHAMSolver(Solver):
             pool=self.pool.to_dict(), starts=self.starts.to_dict(), cursor=self._cursor, order=self._order,
             val_states=self.val_states.to_dict(), val_seed=self.val_seed,
         )
+        if self.average is not None:  # `policy` is the average; the iterate and the average's count beside it
+            sd.update(actor=self.actor.state_dict(), average=self.average.state_dict())
         return sd
 
     def load_state_dict(self, state_dict: Mapping[str, Any]) -> None:
         policy = state_dict["policy"]
-        if self.policy is self.actor and any(key.startswith("net.") for key in policy):
+        if self.iterate is self.actor and any(key.startswith("net.") for key in policy):
             # written by a version that wrapped every input-centred actor (keys "net.…"); the centring is now the
             # actor's own, and only an output scale ≠ 1 wraps it
             state_dict = {**state_dict, "policy": {key.removeprefix("net."): v for key, v in policy.items()}}
+        if (self.average is None) != ("average" not in state_dict):
+            raise ValueError("checkpoint and config disagree on policy_average (a moving-average policy is saved "
+                             "with one and only loads into one)")
         super().load_state_dict(state_dict)
+        if self.average is not None:
+            self.actor.load_state_dict(state_dict["actor"])
+            self.average.load_state_dict(state_dict["average"])
         self.optimizer.load_state_dict(state_dict["optimizer"])
         self.value_optimizer.load_state_dict(state_dict["value_optimizer"])
         self.step, self.value_fits = int(state_dict["step"]), int(state_dict["value_fits"])
@@ -534,6 +583,17 @@ class DeepHAMSolver(Solver):
         self.pool, self.starts = _td(state_dict["pool"]), _td(state_dict["starts"])
         self.val_states, self.val_seed = _td(state_dict["val_states"]), int(state_dict["val_seed"])
         self._cursor, self._order = int(state_dict["cursor"]), state_dict["order"]
+
+
+def _warm_ema(decay: float):
+    """``AveragedModel``'s update: the n-th model enters with weight max(1 − decay, 1/n) — the plain running mean
+    until n = 1/(1 − decay), then the exponential moving average (no bias towards the first iterate)."""
+    @torch.no_grad()
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], n_averaged: torch.Tensor | int) -> None:
+        weight = max(1.0 - decay, 1.0 / (int(n_averaged) + 1))
+        torch._foreach_lerp_(averaged, current, weight)
+
+    return update
 
 
 def _take(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
