@@ -482,8 +482,8 @@ def economy_markdown(key: str, section: dict, budget: float) -> str:
 
 def to_markdown(result: dict) -> str:
     rows = [r for section in result["economies"].values() for r in section.get("rows", [])]
-    what = ("each row a config with the overrides it names, trained once" if any(r.get("overrides") for r in rows)
-            else "each shipped config trained once")
+    chosen = any(not o.startswith("env.n_agents=") for r in rows for o in r.get("overrides", ()))  # --set, not sizes
+    what = "each row a config with the overrides it names, trained once" if chosen else "each shipped config trained once"
     lines = [
         f"Time to accuracy (`benchmarks/time_to_accuracy.py`): {what} for at most "
         f"{result['budget_s']:g} s of wall time ({result['machine']['threads']} torch thread(s)); its policy copied "

@@ -344,6 +344,13 @@ def test_policy_average_reports_the_warm_ema_of_the_iterates_and_checkpoints_it(
         torch.testing.assert_close(b, a)
     state = solver.val_states
     assert not torch.allclose(solver.policy(state), solver.iterate(state))  # the reported policy is the average
+    validated = solver.validate()
+    with torch.no_grad():  # the iterate validates (and simulates): a different average changes nothing there
+        for p in solver.average.module.parameters():
+            p.mul_(0.5)
+    assert solver.validate() == validated
+    for a, b in zip(expected, solver.average.module.parameters()):
+        b.data.copy_(a)
     sd = copy.deepcopy(solver.state_dict())  # a copy: optimizer.load_state_dict keeps the loaded tensors
     clone = DeepHAMSolver(economy, {**config, "seed": 3})
     clone.load_state_dict(sd)
@@ -376,8 +383,10 @@ def test_value_spread_starts_the_value_simulations_from_spread_states(monkeypatc
                         lambda eco, policy, start, *args: seen.append(start) or real(eco, policy, start, *args))
     for spread in (False, True):
         DeepHAMSolver(economy, {**base, "value_spread": spread}).fit_value()
+    torch.testing.assert_close(seen[0]["k"], DeepHAMSolver(economy, base)._draw_starts(64, fresh=True)["k"])
     low = economy.feature_bounds("k")[0]
     ratio = ((seen[1]["k"] - low) / (seen[0]["k"] - low)).log()  # the same draws, then the factor
     assert abs(float(ratio.std()) - 0.5) < 0.03 and abs(float(ratio.mean()) + 0.125) < 0.03
     with pytest.raises(ConfigError, match="value_spread = true needs start_spread"):
         DeepHAMSolver(economy, {**KS_TINY, "value_spread": True})
+    DeepHAMSolver(economy, {**KS_TINY, "value_spread": True, "start_spread_end": 0.3})  # a spread later: valid
