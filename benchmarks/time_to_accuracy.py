@@ -113,6 +113,10 @@ def benchmark_economy(key: str):
     return hetagents_env.make_economy(spec["env_id"], **spec["make"])
 
 
+#: the override this benchmark adds itself when a config's N differs from the benchmark economy's (not a --set)
+SIZE_OVERRIDE = "env.n_agents="
+
+
 def select_configs(key: str, paths: list[Path] | None = None, quick: bool = False,
                    extra: list[str] | tuple[str, ...] = ()) -> tuple[list[dict], list[dict]]:
     """``(runs, skipped)`` for economy ``key``: the configs to run (dicts with path, overrides, solver) and the
@@ -155,7 +159,7 @@ def select_configs(key: str, paths: list[Path] | None = None, quick: bool = Fals
             continue
         if economy.n_agents != target.n_agents:
             if n_free(exp):
-                overrides.append(f"env.n_agents={target.n_agents}")
+                overrides.append(f"{SIZE_OVERRIDE}{target.n_agents}")
             else:
                 skipped.append({"config": name, "solver": exp.solver_name,
                                 "reason": f"another economy: N = {economy.n_agents:,} (benchmark: N = "
@@ -482,8 +486,9 @@ def economy_markdown(key: str, section: dict, budget: float) -> str:
 
 def to_markdown(result: dict) -> str:
     rows = [r for section in result["economies"].values() for r in section.get("rows", [])]
-    chosen = any(not o.startswith("env.n_agents=") for r in rows for o in r.get("overrides", ()))  # --set, not sizes
-    what = "each row a config with the overrides it names, trained once" if chosen else "each shipped config trained once"
+    chosen = any(not o.startswith(SIZE_OVERRIDE) for r in rows for o in r.get("overrides", ()))  # --set, not sizes
+    what = ("each row a config with the overrides it names, trained once" if chosen
+            else "each shipped config trained once")
     lines = [
         f"Time to accuracy (`benchmarks/time_to_accuracy.py`): {what} for at most "
         f"{result['budget_s']:g} s of wall time ({result['machine']['threads']} torch thread(s)); its policy copied "

@@ -411,8 +411,9 @@ class DeepHAMSolver(Solver):
         metrics = None
         if distributed.is_main():
             start = self._draw_starts(cfg.economies, fresh=True)
-            if self.config.value_spread and self.spread_at(self.step) > 0:
-                start = spread_endogenous(self.sim, start, self.spread_at(self.step), self.rng, keep_mean=False)
+            sigma = self.spread_at(self.step) if self.config.value_spread else 0.0
+            if sigma > 0:
+                start = spread_endogenous(self.sim, start, sigma, self.rng, keep_mean=False)
             states, targets = value_dataset(self.sim, self._no_grad_policy, start, cfg, self.rng)
             metrics = fit_ensemble(self.value, states, targets, cfg, self.rng, self.value_optimizer,
                                    out_of_time=self._out_of_time)
