@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--lever-burn-in", type=int, default=None,
                         help="burn-in of the lever solvers other than the published one (default 100; quick 5)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of setup and profile (default 1)")
-    parser.add_argument("--grid", nargs="+", default=None, metavar="NAME=V1,V2",
+    parser.add_argument("--grid", nargs="+", action="extend", default=None, metavar="NAME=V1,V2",
                         help="replace a lever's values (dtype, batch_size, horizon, compile), the config's own "
                              "first; e.g. --grid batch_size=384,64 compile=false,true")
     parser.add_argument("--tag", default="", help="suffix of the result file (deepham_profile[_quick]TAG.*), so that a "

@@ -660,9 +660,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--economies", nargs="+", choices=list(ECONOMIES), default=list(ECONOMIES))
     parser.add_argument("--configs", nargs="+", type=Path, default=None,
                         help="only these configs (default: configs/investment_*.yaml and configs/ks_*.yaml)")
-    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE",
-                        help="config overrides applied to every config run (e.g. solver.horizon=75 run.seed=1); "
-                             "recorded with each row")
+    parser.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides applied to every config run (e.g. solver.horizon=75 run.seed=1; "
+                             "repeatable: --set a=1 --set b=2 applies both); recorded with each row")
     parser.add_argument("--no-welfare", action="store_true", help="skip the judge's welfare simulation")
     parser.add_argument("--quick", action="store_true",
                         help=f"{QUICK_BUDGET:g} s budget, checkpoints 2.5 5 10; writes time_to_accuracy_quick.*")

@@ -231,6 +231,8 @@ def test_time_to_accuracy_set_overrides_every_config_and_names_the_row(tmp_path)
     (run,), _ = time_to_accuracy.select_configs("ks", fast, extra=["solver.horizon=75", "run.seed=1"])
     assert run["overrides"] == ["solver.horizon=75", "run.seed=1"]
     assert time_to_accuracy.row_label(run) == "`ks_deepham_1fm_fast.yaml` `solver.horizon=75` `run.seed=1`"
+    for argv in (["--set", "solver.horizon=75", "run.seed=1"], ["--set", "solver.horizon=75", "--set", "run.seed=1"]):
+        assert time_to_accuracy.parse_args(argv).set == ["solver.horizon=75", "run.seed=1"]  # repeated: all kept
     runs, (skip,) = time_to_accuracy.select_configs("ks", fast, extra=["solver.horizn=75"])
     assert runs == [] and "horizn" in skip["reason"]  # a bad override: the row says why, nothing runs
     # merged runs of one config with other overrides stay two rows

@@ -381,12 +381,18 @@ def test_value_spread_starts_the_value_simulations_from_spread_states(monkeypatc
     real = deepham.value_dataset
     monkeypatch.setattr(deepham, "value_dataset",
                         lambda eco, policy, start, *args: seen.append(start) or real(eco, policy, start, *args))
-    for spread in (False, True):
-        DeepHAMSolver(economy, {**base, "value_spread": spread}).fit_value()
+    for extra in ({"value_spread": False}, {"value_spread": True}, {"value_spread": True, "value_spread_scale": 0.5}):
+        DeepHAMSolver(economy, {**base, **extra}).fit_value()
     torch.testing.assert_close(seen[0]["k"], DeepHAMSolver(economy, base)._draw_starts(64, fresh=True)["k"])
     low = economy.feature_bounds("k")[0]
-    ratio = ((seen[1]["k"] - low) / (seen[0]["k"] - low)).log()  # the same draws, then the factor
-    assert abs(float(ratio.std()) - 0.5) < 0.03 and abs(float(ratio.mean()) + 0.125) < 0.03
+    for spread, sigma in ((seen[1], 0.5), (seen[2], 0.25)):  # the same draws, then the factor of σ·scale
+        ratio = ((spread["k"] - low) / (seen[0]["k"] - low)).log()
+        assert abs(float(ratio.std()) - sigma) < 0.03 and abs(float(ratio.mean()) + sigma**2 / 2) < 0.03
     with pytest.raises(ConfigError, match="value_spread = true needs start_spread"):
         DeepHAMSolver(economy, {**KS_TINY, "value_spread": True})
     DeepHAMSolver(economy, {**KS_TINY, "value_spread": True, "start_spread_end": 0.3})  # a spread later: valid
+    with pytest.raises(ConfigError, match="value_spread_scale .* no effect without value_spread"):
+        DeepHAMSolver(economy, {**KS_TINY, "start_spread": 0.5, "value_spread_scale": 0.5})
+    for bad in (0.0, -0.5):
+        with pytest.raises(ConfigError, match="value_spread_scale"):
+            DeepHAMSolver(economy, {**base, "value_spread": True, "value_spread_scale": bad})
