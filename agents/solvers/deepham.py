@@ -381,10 +381,22 @@ class DeepHAMSolver(Solver):
         self.pool, starts = self._simulate(self.pool, cfg.ergodic_periods, cfg.ergodic_skip)
         return starts
 
-    def _draw_starts(self, batch: int, fresh: bool = False) -> TensorDict:
-        """``batch`` start states drawn without replacement from the start-state set, refreshed when used up."""
+    def _draw_starts(self, batch: int, fresh: bool = False, sigma: float | None = None) -> TensorDict:
+        """``batch`` start states drawn without replacement from the start-state set, refreshed when used up (``fresh``:
+        for validation and the value data, from the initial state where unrolls start there), then spread by σ =
+        ``sigma`` (default: the policy steps' σ at this step, :meth:`spread_at`; 0 for fresh draws)."""
+        if sigma is None:
+            sigma = 0.0 if fresh else self.spread_at(self.step)
         if fresh and self.config.start_states in ("initial", "paths"):
-            return self.sim.initial_state(batch, self.rng)
+            starts = self.sim.initial_state(batch, self.rng)
+        else:
+            starts = self._take_starts(batch)
+        if sigma == 0:
+            return starts.clone()
+        return spread_endogenous(self.sim, starts, sigma, self.rng, keep_mean=False)
+
+    def _take_starts(self, batch: int) -> TensorDict:
+        """The next ``batch`` states of the recorded start-state set (without replacement; re-recorded when used up)."""
         size = self.starts.batch_size[0]
         if self._cursor + batch > size:
             self.starts = self._record_starts()
@@ -396,11 +408,7 @@ class DeepHAMSolver(Solver):
         else:
             idx = self._order[self._cursor : self._cursor + batch]
             self._cursor += batch
-        starts = self.starts[idx]
-        sigma = self.spread_at(self.step)
-        if fresh or sigma == 0:
-            return starts.clone()
-        return spread_endogenous(self.sim, starts, sigma, self.rng, keep_mean=False)
+        return self.starts[idx]
 
     def spread_at(self, step: int) -> float:
         """σ of the start-state spread at policy step ``step`` (linear from start_spread to start_spread_end)."""
@@ -422,10 +430,7 @@ class DeepHAMSolver(Solver):
         cfg = self.config.value
         metrics = None
         if distributed.is_main():
-            start = self._draw_starts(cfg.economies, fresh=True)
-            sigma = self.value_spread_at(self.step)
-            if sigma > 0:
-                start = spread_endogenous(self.sim, start, sigma, self.rng, keep_mean=False)
+            start = self._draw_starts(cfg.economies, fresh=True, sigma=self.value_spread_at(self.step))
             states, targets = value_dataset(self.sim, self._no_grad_policy, start, cfg, self.rng)
             metrics = fit_ensemble(self.value, states, targets, cfg, self.rng, self.value_optimizer,
                                    out_of_time=self._out_of_time)
