@@ -18,8 +18,10 @@ step, T = 149, float64, value refit every 2,000 steps), built as ``python -m tra
    / float32, ``solver.batch_size`` 384 / 128 / 64, ``solver.horizon`` 149 / 75, ``solver.compile`` (one period of
    the unroll through ``torch.compile``; off by default: ``--grid compile=false,true`` adds it, its compilation
    falls in the warm-up steps; compiled settings run at the first thread count only, since torch.compile recompiles
-   when the thread count changes) and torch threads 1 / 2 (``torch.set_num_threads``, switched between steps of the
-   same solver); ``--grid NAME=V1,V2`` replaces a lever's values (the first: the config's own setting). After ``--warmup`` steps per setting,
+   when the thread count changes), ``solver.compile_periods`` (periods per compiled call, with ``compile`` only: 1 by
+   default, ``--grid compile_periods=1,4``) and torch threads 1 / 2 (``torch.set_num_threads``, switched between
+   steps of the same solver); ``--grid NAME=V1,V2`` replaces a lever's values (the first: the config's own setting;
+   a config already float32 and compiled: ``--grid dtype=float32 compile=true``). After ``--warmup`` steps per setting,
    ``--steps`` steps are taken round-robin over all settings (each setting sees the same stretches of a noisy
    machine); reported: the median seconds per step, steps/s, economy-periods/s (B · T / s) and the speed-up over
    the published setting of the same run. Each step is split into phases by timing the solver's own pieces
@@ -65,12 +67,14 @@ from agents.solvers import deepham  # noqa: E402
 CONFIGS = ["configs/ks_deepham_1fm.yaml", "configs/ks_deepham_1gm.yaml"]
 
 #: the levers (full size); the first value of each is the published setting
-GRID = {"dtype": ["float64", "float32"], "batch_size": [384, 128, 64], "horizon": [149, 75], "compile": [False]}
+GRID = {"dtype": ["float64", "float32"], "batch_size": [384, 128, 64], "horizon": [149, 75], "compile": [False],
+        "compile_periods": [1]}
 #: quick mode: tiny sizes for an end-to-end check (validation and value refits never fall inside the timed steps)
 QUICK = {"batch_size": 8, "horizon": 10, "burn_in": 20, "ergodic_economies": 16, "ergodic_periods": 40,
          "val_economies": 8, "val_every": 1000, "value_every": 1000,
          "value": {"economies": 16, "periods": 60, "horizon": 40, "start_every": 10, "epochs": 2, "batch_size": 16}}
-QUICK_GRID = {"dtype": ["float64", "float32"], "batch_size": [8, 4], "horizon": [10, 5], "compile": [False]}
+QUICK_GRID = {"dtype": ["float64", "float32"], "batch_size": [8, 4], "horizon": [10, 5], "compile": [False],
+              "compile_periods": [1]}
 
 
 def flag(text: str) -> bool:
@@ -80,7 +84,10 @@ def flag(text: str) -> bool:
 
 
 #: how ``--grid`` values are read, per lever
-LEVER_TYPES = {"dtype": str, "batch_size": int, "horizon": int, "compile": flag}
+LEVER_TYPES = {"dtype": str, "batch_size": int, "horizon": int, "compile": flag, "compile_periods": int}
+#: torch.compile's per-function recompile limit while the grid runs: every compiled lever solver compiles the same
+#: function (``DeepHAMSolver._periods``) for its own shapes, and past the default limit (8) it would run eager
+RECOMPILE_LIMIT = 64
 TOP_OPS = 15
 
 
@@ -167,6 +174,8 @@ def measure_grid(config: str, base: list[str], grid: dict[str, list], threads: l
     the step timers by setting (a tuple of the grid's values, in its order)."""
     names = list(grid)
     settings = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+    # periods per compiled call mean nothing without compile (the solver refuses the combination)
+    settings = [s for s in settings if s.get("compile") or s.get("compile_periods", 1) == 1]
     timers = []
     for setting in settings:
         if all(setting[n] == grid[n][0] for n in names):  # the published setting: the already-built solver
@@ -339,6 +348,13 @@ def fmt_s(x: float) -> str:
     return f"{x * 1e3:.1f} ms"
 
 
+def compiled(row: dict) -> str:
+    if not row.get("compile"):
+        return "no"
+    k = row.get("compile_periods", 1)
+    return "yes" if k == 1 else f"yes, {k} periods per call"
+
+
 def grid_table(rows: list[dict]) -> list[str]:
     lines = ["| dtype | B | T | compiled | threads | median / step | steps/s | econ-periods/s | speed-up | draw | "
              "forward | backward | Adam |", "|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -346,7 +362,7 @@ def grid_table(rows: list[dict]) -> list[str]:
         p = r["phases_median_s"]
         tag = " (published)" if r["published"] else ""
         lines.append(
-            f"| {r['dtype']}{tag} | {r['batch_size']} | {r['horizon']} | {'yes' if r.get('compile') else 'no'} | "
+            f"| {r['dtype']}{tag} | {r['batch_size']} | {r['horizon']} | {compiled(r)} | "
             f"{r['torch_threads']} | "
             f"{fmt_s(r['median_s'])} | "
             f"{r['steps_per_s']:.2f} | {r['economy_periods_per_s']:,.0f} | {r['speedup_vs_published']:.2f}× | "
@@ -366,7 +382,8 @@ def ratio(rows: list[dict], **match) -> float | None:
     """Speed-up over the published setting of the row that differs from it only in ``match``."""
     base = next(r for r in rows if r["published"])
     for r in rows:
-        if all(r.get(k) == match.get(k, base.get(k)) for k in ("dtype", "batch_size", "horizon", "compile", "threads")):
+        if all(r.get(k) == match.get(k, base.get(k))
+               for k in ("dtype", "batch_size", "horizon", "compile", "compile_periods", "threads")):
             return r["speedup_vs_published"]
     return None
 
@@ -393,7 +410,7 @@ def findings(c: dict, grid: dict[str, list], threads: list[int]) -> list[str]:
                f"The ops' self CPU time is {fmt_s(prof['self_cpu_total_s_per_step'])} of the "
                f"{fmt_s(prof['profiled_wall_s_per_step'])} profiled step ({100 * prof['ops_share_of_wall']:.0f} %; the "
                f"rest: Python between the ops and the profiler's own cost); unprofiled step {fmt_s(tot)}.")
-    alt = grid["dtype"][1]
+    alt = grid["dtype"][1] if len(grid["dtype"]) > 1 else None
     if alt in c["profiles"]:
         other = c["profiles"][alt]
         out.append(f"* {alt} runs {other['aten_calls_per_step']:,.0f} `aten::` calls per step against "
@@ -402,14 +419,14 @@ def findings(c: dict, grid: dict[str, list], threads: list[int]) -> list[str]:
                    f"conversions), mean self time per call {other['aten_mean_self_us']:.1f} µs against "
                    f"{prof['aten_mean_self_us']:.1f} µs.")
     levers = []
-    r = ratio(rows, dtype=alt)
+    r = ratio(rows, dtype=alt) if alt else None
     if r:
         levers.append(f"{alt} {r:.2f}×")
     for b in grid["batch_size"][1:]:
         r = ratio(rows, batch_size=b)
         row = next(x for x in rows if x["batch_size"] == b and x["dtype"] == base["dtype"]
                    and x["horizon"] == base["horizon"] and x.get("compile") == base.get("compile")
-                   and x["threads"] == base["threads"])
+                   and x.get("compile_periods") == base.get("compile_periods") and x["threads"] == base["threads"])
         if r:
             levers.append(f"B = {b} {r:.2f}× (per economy-period {row['economy_periods_ratio']:.2f}×)")
     for h in grid["horizon"][1:]:
@@ -420,6 +437,10 @@ def findings(c: dict, grid: dict[str, list], threads: list[int]) -> list[str]:
         r = ratio(rows, compile=True)
         if r:
             levers.append(f"torch.compile of a period {r:.2f}×")
+    for k in grid.get("compile_periods", [])[1:]:
+        one, many = ratio(rows, compile=True, compile_periods=1), ratio(rows, compile=True, compile_periods=k)
+        if one and many:
+            levers.append(f"{k} periods per compiled call {many / one:.2f}× over one period per call")
     for th in threads[1:]:
         r = ratio(rows, threads=th)
         if r:
@@ -493,8 +514,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="burn-in of the lever solvers other than the published one (default 100; quick 5)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of setup and profile (default 1)")
     parser.add_argument("--grid", nargs="+", action="extend", default=None, metavar="NAME=V1,V2",
-                        help="replace a lever's values (dtype, batch_size, horizon, compile), the config's own "
-                             "first; e.g. --grid batch_size=384,64 compile=false,true")
+                        help="replace a lever's values (dtype, batch_size, horizon, compile, compile_periods), the "
+                             "config's own first; e.g. --grid batch_size=384,64 compile=false,true")
     parser.add_argument("--tag", default="", help="suffix of the result file (deepham_profile[_quick]TAG.*), so that a "
                                                    "run of other levers keeps the default grid's file")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -506,6 +527,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--steps must be >= 1, --warmup >= 0, --step-threads >= 1")
 
     taken = (args.warmup + args.steps) * len(args.step_threads) + 2  # + the profile's steps
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, RECOMPILE_LIMIT)
     setup_torch(args.threads, "cpu")
     threads_before = torch.get_num_threads()
     machine = machine_info("cpu")

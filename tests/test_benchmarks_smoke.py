@@ -351,7 +351,25 @@ def test_deepham_profile_quick_runs_end_to_end(tmp_path, capsys):
     assert "| op | self CPU % |" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("item", ["speed=1,2", "compile=yes", "batch_size=8,x", "horizon"])
+def test_deepham_profile_compile_periods_lever(tmp_path, monkeypatch):
+    """``--grid compile=false,true compile_periods=1,3``: periods per call only with compile (no row pairs 3 periods
+    with an eager step), a column and a lever line saying so (torch.compile replaced by the identity: the paths only)."""
+    monkeypatch.setattr(torch, "compile", _identity_compile)
+    threads = torch.get_num_threads()
+    try:
+        result = deepham_profile.main(["--quick", "--configs", "configs/ks_deepham_1fm.yaml", "--steps", "1",
+                                       "--warmup", "0", "--step-threads", "1", "--grid", "dtype=float64",
+                                       "batch_size=8", "horizon=10", "compile=false,true", "compile_periods=1,3",
+                                       "--tag", "_periods", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    rows = result["configs"][0]["grid"]
+    assert sorted((r["compile"], r["compile_periods"]) for r in rows) == [(False, 1), (True, 1), (True, 3)]
+    table = (tmp_path / "deepham_profile_quick_periods.md").read_text()
+    assert "| yes, 3 periods per call |" in table and "3 periods per compiled call" in table
+
+
+@pytest.mark.parametrize("item", ["speed=1,2", "compile=yes", "batch_size=8,x", "horizon", "compile_periods=1,x"])
 def test_deepham_profile_refuses_a_bad_lever(item, capsys):
     with pytest.raises(SystemExit) as err:
         deepham_profile.main(["--quick", "--grid", item])

@@ -283,12 +283,15 @@ def test_the_learning_rate_decays_geometrically_over_the_configured_steps_bit_fo
     assert [m["step"] for m in solver.history] == [4, 6, 8] and solver.history[-1]["lr"] == solver.lr_at(8)
 
 
-@pytest.mark.parametrize("mode", [{"mode": "game"}, {"mode": "game", "price_taker": True, "learners": "all"}])
+@pytest.mark.parametrize("mode", [{"mode": "game"}, {"mode": "game", "price_taker": True, "learners": "all"},
+                                  {"mode": "game", "price_taker": True, "learners": "all", "compile_periods": 4}])
 def test_the_compiled_unroll_gives_the_eager_objective_and_gradient(mode):
-    """``compile: true`` compiles one period of the unroll: the same objective and gradient as eager, and the
-    training loop runs with it (the speed is measured in benchmarks/deepham_profile.py)."""
+    """``compile: true`` compiles ``compile_periods`` periods of the unroll at a time (T = 6: one call of 4 periods,
+    one of the remaining 2): the same objective and gradient as eager, and the training loop runs with it (the speed
+    is measured in benchmarks/deepham_profile.py)."""
     economy = ks(dtype=torch.float64)
-    eager = DeepHAMSolver(economy, {**KS_TINY, **mode, "horizon": 6})
+    eager = DeepHAMSolver(economy, {**KS_TINY, **{k: v for k, v in mode.items() if k != "compile_periods"},
+                                    "horizon": 6})
     compiled = DeepHAMSolver(economy, {**KS_TINY, **mode, "horizon": 6, "compile": True})
     compiled.train(1)  # _begin compiles; one step
     assert compiled._compiled_period is not None
@@ -300,6 +303,14 @@ def test_the_compiled_unroll_gives_the_eager_objective_and_gradient(mode):
         grads.append((objective, *torch.autograd.grad(objective, list(solver.actor.parameters()))))
     for e, c in zip(*grads):
         torch.testing.assert_close(c, e, rtol=1e-10, atol=1e-12)
+
+
+def test_compile_periods_needs_compile_and_a_positive_count():
+    for bad in (0, -2):
+        with pytest.raises(ConfigError, match="compile_periods"):
+            DeepHAMSolver(ks(), {**KS_TINY, "compile": True, "compile_periods": bad})
+    with pytest.raises(ConfigError, match="compile_periods = 4 has no effect without compile"):
+        DeepHAMSolver(ks(), {**KS_TINY, "compile_periods": 4})
 
 
 def test_start_spread_widens_the_start_states_mean_preserving_above_the_bound():
