@@ -35,6 +35,7 @@ from torch import nn
 
 __all__ = [
     "LossModule",
+    "all_reduce_gradients",
     "all_reduce_mean",
     "all_reduce_mean_dict",
     "any_flag",
@@ -166,6 +167,24 @@ def all_reduce_mean(x: float | torch.Tensor) -> float | torch.Tensor:
     t = torch.tensor(float(x), dtype=torch.float64, device=_comm_device())
     dist.all_reduce(t)
     return float(t) / world_size()
+
+
+@torch.no_grad()
+def all_reduce_gradients(parameters) -> None:
+    """Average the gradients of ``parameters`` over the processes in place (one collective on a flat buffer), as
+    DistributedDataParallel does for a module it wraps; a no-op when not distributed. Every process must pass the
+    same parameters, each with a gradient."""
+    if not is_distributed():
+        return
+    grads = [p.grad for p in parameters]
+    if any_flag(any(g is None for g in grads)):  # decided together: a lone raise would leave the others waiting
+        raise ValueError("all_reduce_gradients: a parameter has no gradient on some process (every process must "
+                         "pass the same parameters, each with one)")
+    flat = torch.cat([g.reshape(-1) for g in grads]).to(_comm_device())
+    dist.all_reduce(flat)
+    flat /= world_size()
+    for g, part in zip(grads, flat.split([g.numel() for g in grads])):
+        g.copy_(part.view_as(g))
 
 
 def all_reduce_mean_dict(values: dict[str, float]) -> dict[str, float]:

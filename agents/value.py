@@ -2,7 +2,8 @@ r"""Value functions of any policy by regression: the DeepHAM critic ensemble and
 
 :class:`ValueEnsemble` holds M DeepSets critics (each its own φ) as one module of stacked weights;
 :func:`value_dataset` simulates a policy and builds truncated discounted sums of rewards as targets;
-:func:`fit_ensemble` regresses the ensemble on them; :func:`fit_value` does both for any policy. DeepHAM refits its
+:func:`fit_ensemble` regresses the ensemble on them (optionally compiled, and data-parallel over the processes of a
+distributed run); :func:`fit_value` does both for any policy. DeepHAM refits its
 critics with them every ``value_every`` steps; the judge's Bellman error and the evaluation use :func:`fit_value` for
 solvers without a value function of their own — which is why this module lives outside ``agents.solvers``.
 """
@@ -20,11 +21,12 @@ from torch import nn
 
 from hetagents_env.economies.core import Economy, Policy
 
+from . import distributed
 from .config import Config, ConfigError, interval
 from .networks import ACTIVATION_FUNCTIONS, Features, default_features, stack_entries
 
 __all__ = ["ValueConfig", "ValueEnsemble", "critic_features", "fit_ensemble", "fit_value", "make_value",
-           "value_dataset"]
+           "regression_loss", "value_dataset"]
 
 
 # ---------------------------------------------------------------------------------------------- value ensemble
@@ -168,22 +170,26 @@ class ValueEnsemble(nn.Module):
 
     # -------------------------------------------------------------- target statistics (PopArt-style)
     @torch.no_grad()
-    def calibrate(self, states: TensorDict, y: torch.Tensor, chunk: int = 4096) -> None:
+    def calibrate(self, states: TensorDict, y: torch.Tensor, chunk: int = 4096,
+                  mean: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         """Warm start of a refit: per member, the least-squares affine map a·y_m + b of its standardised outputs
         onto the standardised targets ``y`` (S, N) is folded into its output layer (W ← aW, b ← ab + b), so a
         refit never starts from predictions that are many standard deviations off (the policy may have moved
-        the targets far since the last fit)."""
+        the targets far since the last fit). ``mean``: applied to every local mean (data-parallel fits: the mean
+        over the processes, whose data sets are of equal size)."""
         if not bool(self.fitted):
             return
+        mean = mean or _identity
         pred = torch.cat(
             [self.normalized(states[i : i + chunk], self.summaries(states[i : i + chunk]))
              for i in range(0, y.shape[0], chunk)],
             dim=1,
         ).reshape(self.n_members, -1)  # (M, S·N)
         target = y.reshape(1, -1).to(pred.dtype)
-        pm, tm = pred.mean(1, keepdim=True), target.mean(1, keepdim=True)
-        var = (pred - pm).square().mean(1, keepdim=True)
-        a = torch.where(var > 1e-12, ((pred - pm) * (target - tm)).mean(1, keepdim=True) / var.clamp_min(1e-12), 0.0)
+        pm, tm = mean(pred.mean(1, keepdim=True)), mean(target.mean(1, keepdim=True))
+        var = mean((pred - pm).square().mean(1, keepdim=True))
+        cov = mean(((pred - pm) * (target - tm)).mean(1, keepdim=True))
+        a = torch.where(var > 1e-12, cov / var.clamp_min(1e-12), 0.0)
         b = tm - a * pm
         self.rho_w[-1].mul_(a.view(-1, 1, 1))
         self.rho_b[-1].mul_(a.view(-1, 1, 1)).add_(b.view(-1, 1, 1))
@@ -216,7 +222,7 @@ class ValueConfig(Config):
     """hidden widths of each critic's ρ"""
     activation: str = "tanh"
     economies: int = dataclasses.field(default=384, metadata=interval(1))
-    """economies simulated for one data set"""
+    """economies simulated for one data set (a distributed DeepHAM run: in all, ⌈economies / W⌉ per process)"""
     periods: int = dataclasses.field(default=2000, metadata=interval(1))
     """periods simulated per data set"""
     horizon: int = dataclasses.field(default=800, metadata=interval(1))
@@ -225,11 +231,15 @@ class ValueConfig(Config):
     """start times t0 = 0, start_every, ... while t0 + horizon ≤ periods"""
     epochs: int = dataclasses.field(default=200, metadata=interval(0))
     batch_size: int = dataclasses.field(default=128, metadata=interval(1))
-    """economy states per minibatch (each with its N agents)"""
+    """economy states per minibatch (each with its N agents; a data-parallel fit: in all, ⌈batch_size / W⌉ per
+    process)"""
     lr: float = dataclasses.field(default=1e-4, metadata=interval(0.0, open_lo=True))
     adam_betas: tuple[float, float] = (0.9, 0.999)
     max_steps: int | None = dataclasses.field(default=None, metadata=interval(1))
     """cap on the regression steps of one fit (None: epochs × data / batch)"""
+    compile: bool = False
+    """``torch.compile`` the regression's minibatch loss (forward and backward: fused kernels; the same function).
+    Compiles at the first step of the first fit, and again for a batch of another size (a last partial batch)."""
 
     def _validate(self) -> None:
         if self.horizon > self.periods:
@@ -252,11 +262,14 @@ def value_dataset(
     start: TensorDict,
     config: ValueConfig,
     generator: torch.Generator | None = None,
+    period: Callable[[TensorDict, TensorDict], tuple[TensorDict, torch.Tensor]] | None = None,
 ) -> tuple[TensorDict, torch.Tensor]:
     r"""Simulate ``config.periods`` periods under ``policy`` from ``start`` (batch [E]) and return the states at
     the start times t0 = 0, Δ, … (t0 + H ≤ periods) as a flat TensorDict [S = E · starts] and their targets
     :math:`\sum_{\tau<H} \beta^\tau u_{i,t_0+\tau}`, (S, N). The sums are accumulated on the fly
-    (memory O(starts·E·N))."""
+    (memory O(starts·E·N)). ``period``: one period under ``policy``, (state, shocks) -> (next state, utility)
+    (e.g. compiled); when given, it replaces ``economy.transition_and_reward(state, policy(state), shocks)`` and
+    ``policy`` itself is not called."""
     beta = economy.discount
     starts = list(range(0, config.periods - config.horizon + 1, config.start_every))
     t0 = torch.tensor(starts, dtype=economy.dtype, device=economy.device)
@@ -266,8 +279,11 @@ def value_dataset(
     for t in range(config.periods):
         if t in starts:
             recorded.append(state)
-        action = policy(state)
-        state, reward = economy.transition_and_reward(state, action, economy.sample_shocks(state, generator))
+        if period is None:
+            action = policy(state)
+            state, reward = economy.transition_and_reward(state, action, economy.sample_shocks(state, generator))
+        else:
+            state, reward = period(state, economy.sample_shocks(state, generator))
         age = t - t0  # (starts,)
         weight = torch.where((age >= 0) & (age < config.horizon), beta ** age.clamp_min(0), torch.zeros_like(age))
         if sums is None:
@@ -275,6 +291,13 @@ def value_dataset(
         sums += weight[:, None, None] * reward.unsqueeze(0)
     states = torch.stack(recorded, dim=0).reshape(-1)  # [starts · E]
     return states, sums.reshape(-1, sums.shape[-1])
+
+
+def regression_loss(value: ValueEnsemble, states: TensorDict, y: torch.Tensor) -> torch.Tensor:
+    """The regression's minibatch loss: the members' mean squared errors on the standardised targets ``y`` (b, N)
+    at ``states`` [b], summed over the members (each member's gradient is that of its own MSE)."""
+    pred = value.normalized(states, value.summaries(states))  # (M, b, N)
+    return (pred - y.unsqueeze(0)).square().mean() * value.n_members
 
 
 def fit_ensemble(
@@ -285,43 +308,88 @@ def fit_ensemble(
     generator: torch.Generator | None = None,
     optimizer: torch.optim.Optimizer | None = None,
     out_of_time: Callable[[], bool] | None = None,
+    *,
+    data_parallel: bool = False,
 ) -> dict[str, float]:
     """Regress every member on ``targets`` (S, N) at ``states`` [S] (MSE on standardised targets, Adam).
 
     The target statistics are reset first (outputs preserved, :meth:`ValueEnsemble.set_target_stats`).
     ``out_of_time`` (checked after every epoch): stop early once it is true (a training budget ran out).
+    ``config.compile``: the minibatch loss (:func:`regression_loss`) forward and backward through ``torch.compile``.
+    ``data_parallel`` (in a distributed run; ignored without one): ONE fit over the processes, each holding an
+    equal-sized part of the data set (its own simulations): the target statistics, the calibration and the
+    reported metrics are over the union; every step each process takes ⌈batch_size / W⌉ of its own states and the
+    gradients are averaged over the W processes (as DistributedDataParallel does), so the processes take the same
+    steps; the epochs end together and rank 0's ``out_of_time`` decides for all (pass it on every process or on
+    none). Every process must call it (collectives); unequal sizes or steps raise ValueError on all of them.
     Returns the final training MSE (in target units²) and the R² of the ensemble."""
-    value.set_target_stats(float(targets.mean()), float(targets.std()))
-    y = (targets.to(value.dtype) - value.target_mean) / value.target_std
-    value.calibrate(states, y)
-    optimizer = optimizer or torch.optim.Adam(value.parameters(), lr=config.lr, betas=config.adam_betas)
+    parallel = data_parallel and distributed.is_distributed()
+    mean = distributed.all_reduce_mean if parallel else _identity  # of a local mean: the mean over all the data
+    world = distributed.world_size() if parallel else 1
     s = states.batch_size[0]
-    per_epoch = max(1, math.ceil(s / config.batch_size))
+    batch = math.ceil(config.batch_size / world)
+    per_epoch = max(1, math.ceil(s / batch))
     total = config.epochs * per_epoch
     if config.max_steps is not None:
         total = min(total, config.max_steps)
+    if parallel:  # every process must take the same steps and collectives, or they would wait for each other
+        plan = torch.tensor([s, total, out_of_time is not None], dtype=torch.float64)
+        if distributed.any_flag(bool((mean(plan) != plan).any())):
+            raise ValueError("a data-parallel value fit needs the same data-set size, steps and out_of_time (given "
+                             "or not) on every process")
+        # the union's mean and (unbiased) standard deviation
+        n, centre = world * targets.numel(), float(mean(targets.mean()))
+        std = (float(mean((targets - centre).square().mean())) * n / max(n - 1, 1)) ** 0.5
+    else:
+        centre, std = float(targets.mean()), float(targets.std())
+    value.set_target_stats(centre, std)
+    y = (targets.to(value.dtype) - value.target_mean) / value.target_std
+    value.calibrate(states, y, mean=mean)
+    optimizer = optimizer or torch.optim.Adam(value.parameters(), lr=config.lr, betas=config.adam_betas)
+    loss_fn = _compiled_regression_loss() if config.compile else regression_loss
     value.requires_grad_(True)
     step = 0
     while step < total:
         order = torch.randperm(s, generator=generator, device=targets.device)
-        for i in range(0, s, config.batch_size):
-            idx = order[i : i + config.batch_size]
-            pred = value.normalized(states[idx], value.summaries(states[idx]))  # (M, b, N)
-            loss = (pred - y[idx].unsqueeze(0)).square().mean() * value.n_members
+        for i in range(0, s, batch):
+            idx = order[i : i + batch]
+            loss = loss_fn(value, states[idx], y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if parallel:
+                distributed.all_reduce_gradients(value.parameters())
             optimizer.step()
             step += 1
             if step >= total:
                 break
-        if out_of_time is not None and step < total and out_of_time():
-            break
+        if out_of_time is not None and step < total:
+            stop = out_of_time()
+            if (distributed.broadcast_flag(stop) if parallel else stop):
+                break
     value.requires_grad_(False)
     with torch.no_grad():
         pred = torch.cat([value(states[i : i + 4096]) for i in range(0, s, 4096)])
-        mse = float((pred - targets.to(pred.dtype)).square().mean())
-        var = float(targets.var())
+        t = targets.to(pred.dtype)
+        mse = float(mean((pred - t).square().mean()))
+        var = std**2 if parallel else float(targets.var())
     return {"value_mse": mse, "value_r2": 1.0 - mse / var if var > 0 else float("nan"), "value_steps": step}
+
+
+def _identity(x):
+    return x
+
+
+_COMPILED_LOSS = None
+
+
+def _compiled_regression_loss():
+    """:func:`regression_loss` through ``torch.compile`` (made once per process; compiled at its first call and
+    again for a new batch size, dtype or ensemble shape — past torch's ``recompile_limit`` (8) per process it runs
+    eager)."""
+    global _COMPILED_LOSS
+    if _COMPILED_LOSS is None:
+        _COMPILED_LOSS = torch.compile(regression_loss, dynamic=False)
+    return _COMPILED_LOSS
 
 
 def make_value(economy: Economy, config: ValueConfig, *, summary: str = "moment", moments: int = 1,

@@ -1,5 +1,5 @@
 """Run by ``tests/test_distributed.py`` under ``torchrun --nproc_per_node=2`` (gloo, CPU): data-parallel Euler and
-DeepHAM training and the agent-sharded DeepSets network. Rank 0 writes what the test checks to ``argv[1]``
+DeepHAM training (its data-parallel value fits included) and the agent-sharded DeepSets network. Rank 0 writes what the test checks to ``argv[1]``
 (``torch.save``); nothing is asserted here, so that a wrong result is reported by pytest with its numbers.
 
 Not a test module itself (pytest collects ``test_*.py`` only).
@@ -18,6 +18,7 @@ import hetagents_env
 from agents import distributed
 from agents.networks import make_actor
 from agents.solvers import DeepHAMSolver, EulerSolver
+from agents.value import fit_ensemble, value_dataset
 
 #: the Euler run: φ identity, N = 16, 2 paths × 16 states per rank, batch 8 per rank, 24 steps = 6 epochs, float64
 EULER = {
@@ -30,7 +31,8 @@ EULER_N, EULER_STEPS = 16, 24
 #: a tiny DeepHAM run on the investment economy (its price-taking defaults, shortened)
 DEEPHAM = {
     "horizon": 8, "batch_size": 2, "steps": 6, "value_every": 3, "val_every": 2, "val_economies": 2,
-    "value": {"economies": 4, "periods": 24, "horizon": 12, "start_every": 6, "epochs": 2}, "seed": 5,
+    "value": {"economies": 4, "periods": 24, "horizon": 12, "start_every": 6, "epochs": 2, "batch_size": 8},
+    "seed": 5,
 }
 DEEPHAM_N = 8
 
@@ -74,6 +76,20 @@ def deepham() -> dict:
             "starts": gather(solver.starts["x"].clone()), "before": before, "metrics": gather(metrics)}
 
 
+def unequal_value_fit() -> str:
+    """A data-parallel value fit whose processes hold data sets of different sizes: the error every process raises."""
+    economy = hetagents_env.make_economy("Investment-v0", n_agents=DEEPHAM_N, dtype=torch.float64)
+    solver = DeepHAMSolver(economy, DEEPHAM)
+    cfg = solver.config.value
+    states, targets = value_dataset(solver.sim, solver._no_grad_policy, solver._draw_starts(2, fresh=True), cfg)
+    keep = targets.shape[0] - distributed.rank()  # rank 1 drops a state
+    try:
+        fit_ensemble(solver.value, states[:keep], targets[:keep], cfg, data_parallel=True)
+    except ValueError as error:
+        return str(error)
+    return "no error"
+
+
 def sharded() -> dict:
     """The agent-sharded DeepSets: each rank holds half the agents of every economy."""
     out = {}
@@ -113,7 +129,7 @@ def main(path: str) -> None:
     assert distributed.init_from_env("cpu", timeout_minutes=2.0)
     try:
         result = {"world_size": distributed.world_size(), "backend": dist.get_backend(), "euler": euler(),
-                  "deepham": deepham(), "sharded": sharded()}
+                  "deepham": deepham(), "sharded": sharded(), "unequal": gather(unequal_value_fit())}
         if distributed.is_main():
             torch.save(result, path)
         distributed.barrier()

@@ -4,6 +4,7 @@ the linear investment economy by price-taking fictitious play, learning on Kruse
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -15,7 +16,7 @@ from agents.config import ConfigError
 from agents.evaluate import lq_errors, simulate_paths
 from agents.networks import fast_tanh
 from agents.solvers.deepham import DeepHAMSolver
-from agents.value import ValueEnsemble, critic_features
+from agents.value import ValueEnsemble, critic_features, fit_ensemble, value_dataset
 
 #: tiny Krusell–Smith settings: 8 economies of 10 households, 20-period unrolls, one small value fit
 KS_TINY = {
@@ -305,6 +306,50 @@ def test_the_compiled_unroll_gives_the_eager_objective_and_gradient(mode):
         torch.testing.assert_close(c, e, rtol=1e-10, atol=1e-12)
 
 
+def test_the_compiled_value_regression_fits_the_eager_critics():
+    """``value.compile``: the regression's minibatch loss through torch.compile (a last partial batch included: a
+    second compilation) takes the same Adam steps as eager: same critics, same metrics (float64); ``data_parallel``
+    without a process group is the plain fit, bit for bit."""
+    solver = DeepHAMSolver(ks(dtype=torch.float64), KS_TINY)
+    cfg = dataclasses.replace(solver.config.value, epochs=3, batch_size=5)
+    start = solver._draw_starts(cfg.economies, fresh=True)
+    states, targets = value_dataset(solver.sim, solver._no_grad_policy, start, cfg, solver.rng)
+    assert states.batch_size[0] % cfg.batch_size != 0
+    fits = []
+    for compiled, data_parallel in ((False, False), (True, False), (False, True)):
+        value = copy.deepcopy(solver.value)
+        metrics = fit_ensemble(value, states, targets, dataclasses.replace(cfg, compile=compiled),
+                               torch.Generator().manual_seed(7), data_parallel=data_parallel)
+        fits.append((metrics, torch.cat([p.reshape(-1) for p in value.parameters()])))
+    (eager_metrics, eager), (compiled_metrics, compiled), alone = fits
+    assert alone[0] == eager_metrics and torch.equal(alone[1], eager)  # data-parallel in one process: the plain fit
+    assert compiled_metrics["value_steps"] == eager_metrics["value_steps"] == 3 * -(-states.batch_size[0] // 5)
+    torch.testing.assert_close(compiled, eager, rtol=1e-9, atol=1e-12)
+    assert compiled_metrics["value_mse"] == pytest.approx(eager_metrics["value_mse"], rel=1e-9)
+    assert (eager - torch.cat([p.reshape(-1) for p in solver.value.parameters()])).abs().max() > 1e-4  # it fitted
+
+
+def test_the_compiled_simulation_gives_the_eager_states_validation_and_value_data():
+    """``compile_simulation``: the no-gradient periods (burn-in, refreshes, validation, value data) through
+    torch.compile give the eager numbers to rounding (float64; one batch size here, so one compilation)."""
+    economy = ks(dtype=torch.float64)
+    eager, compiled = (DeepHAMSolver(economy, {**KS_TINY, "compile_simulation": c}) for c in (False, True))
+    assert eager._compiled_simulation is None and compiled._compiled_simulation is not None
+    torch.testing.assert_close(compiled.pool["k"], eager.pool["k"], rtol=1e-9, atol=1e-12)  # the burn-in
+    torch.testing.assert_close(compiled.starts["k"], eager.starts["k"], rtol=1e-9, atol=1e-12)
+    validation = compiled.validate()
+    for key, value in eager.validate().items():
+        assert validation[key] == pytest.approx(value, rel=1e-9)
+    data = []
+    for solver in (eager, compiled):
+        states, targets = value_dataset(solver.sim, solver._no_grad_policy, solver._draw_starts(16, fresh=True),
+                                        solver.config.value, economy.generator(4),
+                                        period=solver._compiled_simulation)
+        data.append((states["k"], targets))
+    for c, e in zip(data[1], data[0]):
+        torch.testing.assert_close(c, e, rtol=1e-9, atol=1e-12)
+
+
 def test_compile_periods_needs_compile_and_a_positive_count():
     for bad in (0, -2):
         with pytest.raises(ConfigError, match="compile_periods"):
@@ -391,7 +436,7 @@ def test_value_spread_starts_the_value_simulations_from_spread_states(monkeypatc
     seen = []
     real = deepham.value_dataset
     monkeypatch.setattr(deepham, "value_dataset",
-                        lambda eco, policy, start, *args: seen.append(start) or real(eco, policy, start, *args))
+                        lambda eco, policy, start, *a, **kw: seen.append(start) or real(eco, policy, start, *a, **kw))
     for extra in ({"value_spread": False}, {"value_spread": True}, {"value_spread": True, "value_spread_scale": 0.5}):
         DeepHAMSolver(economy, {**base, **extra}).fit_value()
     torch.testing.assert_close(seen[0]["k"], DeepHAMSolver(economy, base)._draw_starts(64, fresh=True)["k"])

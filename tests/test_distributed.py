@@ -7,7 +7,9 @@ Two torchrun launches (``tests/distributed_script.py`` once for the first three,
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,6 +23,7 @@ import yaml
 import hetagents_env
 from agents import distributed
 from agents.solvers import DeepHAMSolver, EulerSolver
+from agents.value import regression_loss, value_dataset
 from train.config import ConfigFileError, load_experiment
 from train.run import run_experiment
 
@@ -100,15 +103,51 @@ def test_a_wall_clock_budget_stops_every_process_at_the_same_step(result):
     assert first == second > EULER_STEPS
 
 
+def data_parallel_value_fit(ranks: list[DeepHAMSolver]) -> None:
+    """The value fit of 2 processes, emulated: each simulates half the economies on its own stream; the target
+    statistics and the calibration are over the union; each step takes half the minibatch from each process's own
+    shuffle and applies the mean of the two gradients (rank 0's critics and optimiser)."""
+    main = ranks[0]
+    cfg = dataclasses.replace(main.config.value, economies=math.ceil(main.config.value.economies / 2))
+    data = []
+    for r in ranks:
+        start = r._draw_starts(cfg.economies, fresh=True, sigma=r.value_spread_at(r.step))
+        data.append(value_dataset(r.sim, r._no_grad_policy, start, cfg, r.rng))
+    targets = torch.cat([t for _, t in data])
+    value = main.value
+    value.set_target_stats(float(targets.mean()), float(targets.std()))
+    ys = [(t - value.target_mean) / value.target_std for _, t in data]
+    value.calibrate(torch.cat([s for s, _ in data]), torch.cat(ys))
+    s, batch = data[0][0].batch_size[0], math.ceil(cfg.batch_size / 2)
+    total, step = cfg.epochs * math.ceil(s / batch), 0
+    value.requires_grad_(True)
+    while step < total:
+        orders = [torch.randperm(s, generator=r.rng) for r in ranks]
+        for i in range(0, s, batch):
+            losses = [regression_loss(value, st[o[i : i + batch]], y[o[i : i + batch]])
+                      for (st, _), y, o in zip(data, ys, orders)]
+            main.value_optimizer.zero_grad(set_to_none=True)
+            (sum(losses) / 2).backward()
+            main.value_optimizer.step()
+            step += 1
+            if step >= total:
+                break
+    value.requires_grad_(False)
+    for r in ranks:
+        r.value_fits += 1
+
+
 def test_deepham_two_processes_match_the_averaged_gradient_of_both_streams(result, monkeypatch):
     """DeepHAM: each step's update is Adam on the mean of the two processes' gradients, each on its own start states
-    and shocks; the value is fitted by rank 0 (its stream) and copied to rank 1."""
+    and shocks; a value fit is one regression on the union of both processes' simulations (half the economies each),
+    every minibatch half from each process's own shuffle, gradients averaged."""
     ranks = [emulated_rank(monkeypatch, r, DeepHAMSolver, DEEPHAM_N, DEEPHAM) for r in range(2)]
     main, other = ranks
     cfg = main.config
 
     def fit_value():
-        main.fit_value()
+        other.actor.load_state_dict(main.actor.state_dict())  # rank 1 simulates its half under the same policy
+        data_parallel_value_fit(ranks)
         other.value.load_state_dict(main.value.state_dict())
 
     fit_value()
@@ -130,6 +169,10 @@ def test_deepham_two_processes_match_the_averaged_gradient_of_both_streams(resul
     value = torch.cat([p.detach().reshape(-1) for p in main.value.parameters()])
     torch.testing.assert_close(d["value"][0], value, rtol=1e-9, atol=1e-12)
     assert (d["actor"][0] - d["before"]).abs().max() > 1e-4  # it trained: the comparison is not vacuous
+
+
+def test_a_data_parallel_value_fit_of_unequal_data_sets_fails_on_every_process(result):
+    assert result["unequal"] == [result["unequal"][0]] * 2 and "same data-set size" in result["unequal"][0]
 
 
 def test_deepham_processes_train_identical_networks_on_their_own_economies(result):
