@@ -180,9 +180,7 @@ def all_reduce_gradients(parameters) -> None:
     if any_flag(any(g is None for g in grads)):  # decided together: a lone raise would leave the others waiting
         raise ValueError("all_reduce_gradients: a parameter has no gradient on some process (every process must "
                          "pass the same parameters, each with one)")
-    flat = torch.cat([g.reshape(-1) for g in grads]).to(_comm_device())
-    dist.all_reduce(flat)
-    flat /= world_size()
+    flat = all_reduce_mean(torch.cat([g.reshape(-1) for g in grads]))
     for g, part in zip(grads, flat.split([g.numel() for g in grads])):
         g.copy_(part.view_as(g))
 

@@ -11,6 +11,7 @@ solvers without a value function of their own — which is why this module lives
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
@@ -379,17 +380,12 @@ def _identity(x):
     return x
 
 
-_COMPILED_LOSS = None
-
-
+@functools.cache
 def _compiled_regression_loss():
     """:func:`regression_loss` through ``torch.compile`` (made once per process; compiled at its first call and
     again for a new batch size, dtype or ensemble shape — past torch's ``recompile_limit`` (8) per process it runs
     eager)."""
-    global _COMPILED_LOSS
-    if _COMPILED_LOSS is None:
-        _COMPILED_LOSS = torch.compile(regression_loss, dynamic=False)
-    return _COMPILED_LOSS
+    return torch.compile(regression_loss, dynamic=False)
 
 
 def make_value(economy: Economy, config: ValueConfig, *, summary: str = "moment", moments: int = 1,
