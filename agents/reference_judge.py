@@ -255,14 +255,16 @@ def _burn_in_rule(economy: Economy, proto: ReferenceProtocol) -> str:
 
 def headline_metrics(section: dict[str, Any] | None) -> dict[str, Any]:
     """The numbers of one reference section (:func:`score_against_reference`'s dict) that tables show: mean and p99
-    unit-free error on the common states (and its kind), mean error on the own set, stationary K and wealth Gini of
-    the policy and of the reference, W1 and its noise level, welfare loss and its standard error."""
+    unit-free error on the common states (its kind, the mean's aggregate and individual parts), mean error on the
+    own set, stationary K and wealth Gini of the policy and of the reference, W1 and its noise level, welfare loss
+    and its standard error."""
     section = section or {}
     stationary = section.get("stationary") or {}
     pol, ref = stationary.get("policy", {}), stationary.get("reference", {})
     test, welfare = section.get("errors_test") or {}, section.get("welfare") or {}
     return {
         "euler_test_mean": test.get("mean"), "euler_test_p99": test.get("p99"), "euler_test_kind": test.get("kind"),
+        "euler_test_aggregate": test.get("aggregate_mean"), "euler_test_individual": test.get("individual_mean"),
         "euler_own_mean": (section.get("errors_own") or {}).get("mean"),
         "K_mean": pol.get("K_mean"), "K_reference": ref.get("K_mean"),
         "wealth_gini": pol.get("wealth_gini"), "wealth_gini_reference": ref.get("wealth_gini"),

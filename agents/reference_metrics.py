@@ -19,7 +19,12 @@ Definitions (``w`` the endogenous state ``state[economy.endogenous_key]``: wealt
   :math:`w - \underline w` over the reference's ergodic set. Reported: mean, p99, max over households and states,
   their log10, the mean of log10 (errors floored at 1e-16), the share of constrained households and the signed
   mean of g over the unconstrained ones (> 0: they save too much, < 0: too little). MMV's Table 1 reports
-  100·|c − c_EE|/c_EE: the same number in %.
+  100·|c − c_EE|/c_EE: the same number in %. And the mean error split by where it comes from, with
+  :math:`e_{si} = \pm\mathrm{err}_{si}` (the sign of :math:`g_{si}`) at state s and
+  :math:`\bar e_s = \frac1N\sum_i e_{si}`: ``aggregate_mean`` :math:`= \mathrm{mean}_s |\bar e_s|` (the part every
+  household of a state shares: the aggregate law, prices) and ``individual_mean``
+  :math:`= \mathrm{mean}_{s,i} |e_{si} - \bar e_s|` (the part that differs across households: the individual
+  policy's shape); ``mean`` ≤ their sum.
 * Economies with an exact policy (the linear investment economy): the **relative policy error**
   :math:`|u - u^{ref}| / |u^{ref}|`, same statistics.
 * **Stationary distribution** of a policy: ``economies`` economies started from the reference's ergodic
@@ -186,8 +191,11 @@ def unit_free_errors(
     stats = error_stats(values["errors"])
     if values["kind"] == "relative_euler":
         gap, constrained = values["gap"], values["constrained"]
+        signed = torch.copysign(values["errors"], gap)  # e_si (S, N)
+        common = signed.mean(-1, keepdim=True)  # ē_s
         stats.update(kind="relative_euler", constrained_share=float(constrained.double().mean()),
-                     signed_mean_unconstrained=float(gap[~constrained].mean()) if bool((~constrained).any()) else 0.0)
+                     signed_mean_unconstrained=float(gap[~constrained].mean()) if bool((~constrained).any()) else 0.0,
+                     aggregate_mean=float(common.abs().mean()), individual_mean=float((signed - common).abs().mean()))
     else:
         stats.update(kind=values["kind"])
     return stats

@@ -213,7 +213,8 @@ def reference_summary(reference) -> dict[str, Any]:
                                       stationary=False)
         stats = _stationary_stats(reference.stationary)
         out.update(euler_test_mean=own["errors_test"]["mean"], K_mean=stats["K_mean"],
-                   wealth_gini=stats["wealth_gini"])
+                   wealth_gini=stats["wealth_gini"], euler_test_aggregate=own["errors_test"].get("aggregate_mean"),
+                   euler_test_individual=own["errors_test"].get("individual_mean"))
     return out
 
 
@@ -598,15 +599,25 @@ def score_saved_runs(key: str, run_dirs: list[Path], welfare: bool, log) -> dict
 
 
 def saved_runs_markdown(section: dict) -> str:
-    lines = [f"#### {section['label']}: saved runs", "", f"Bar: {section['bar']['text']}.", "",
-             "| run | checkpoint | step | solver time | stationary K | wealth Gini | Euler, common states | bar |",
+    ref = section["reference"]
+    split = ""
+    if ref.get("euler_test_aggregate") is not None:
+        split = (f" The Euler error's aggregate part (shared by every household of a test state: the aggregate law, "
+                 f"prices) and individual part (the rest: the individual policy's shape), the reference's own: "
+                 f"{_f(ref['euler_test_aggregate'], '.2e')} / {_f(ref.get('euler_test_individual'), '.2e')}.")
+    lines = [f"#### {section['label']}: saved runs", "", f"Bar: {section['bar']['text']}.{split}", "",
+             "| run | checkpoint | step | solver time | stationary K | wealth Gini | Euler, common states "
+             "(aggregate / individual part) | bar |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for run in section["runs"]:
         for p in run["points"]:
+            split = ""
+            if p.get("euler_test_aggregate") is not None:
+                split = f" ({_f(p['euler_test_aggregate'], '.2e')} / {_f(p.get('euler_test_individual'), '.2e')})"
             lines.append(f"| `{Path(run['run']).name}` | `{p['checkpoint']}` | {p['step']} | {_fmt_time(p['time'])} | "
                          f"{_f(p.get('K_mean'), '.2f')} ({_f(p.get('K_reference'), '.2f')}) | "
                          f"{_f(p.get('wealth_gini'), '.3f')} ({_f(p.get('wealth_gini_reference'), '.3f')}) | "
-                         f"{_f(p.get('euler_test_mean'), '.2e')} | {'met' if p['bar']['met'] else 'not met'} |")
+                         f"{_f(p.get('euler_test_mean'), '.2e')}{split} | {'met' if p['bar']['met'] else 'not met'} |")
     return "\n".join(lines) + "\n"
 
 

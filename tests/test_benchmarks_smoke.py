@@ -278,6 +278,24 @@ def test_time_to_accuracy_scores_the_checkpoints(tmp_path):
     assert len(merged["economies"]["investment"]["rows"]) == 1 and (tmp_path / "merged.md").exists()
 
 
+def test_saved_runs_table_shows_the_euler_split_where_the_judge_gives_one():
+    """The saved-runs table: the Euler error with its aggregate / individual parts (Krusell–Smith), the plain error
+    where the judge has no split (an exact reference: the policy error)."""
+    bar = time_to_accuracy.bar_of({"source": "ks_classical", "euler_test_mean": 1e-3, "K_mean": 40.0,
+                                   "wealth_gini": 0.25})
+    point = {"checkpoint": "step_00000100.pt", "step": 100, "time": 90.0, "K_mean": 40.1, "K_reference": 40.0,
+             "wealth_gini": 0.26, "wealth_gini_reference": 0.25, "euler_test_mean": 1.5e-3,
+             "euler_test_aggregate": 1.1e-3, "euler_test_individual": 6e-4, "bar": {"met": True}}
+    section = {"label": "KS", "bar": bar, "runs": [{"run": "runs/a", "points": [point]}],
+               "reference": {"euler_test_aggregate": 9e-4, "euler_test_individual": 4e-5}}
+    table = time_to_accuracy.saved_runs_markdown(section)
+    assert "| 1.50e-03 (1.10e-03 / 6.00e-04) | met |" in table and "own: 9.00e-04 / 4.00e-05." in table
+    plain = {k: v for k, v in point.items() if k not in ("euler_test_aggregate", "euler_test_individual")}
+    table = time_to_accuracy.saved_runs_markdown({**section, "reference": {},
+                                                  "runs": [{"run": "a", "points": [plain]}]})
+    assert "| 1.50e-03 | met |" in table and "own:" not in table
+
+
 def test_time_to_accuracy_scores_the_checkpoints_of_a_cli_run(tmp_path):
     from train.__main__ import main as train_main
 

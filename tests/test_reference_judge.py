@@ -90,6 +90,27 @@ def test_the_reference_against_itself_scores_zero(ref, self_score):
     assert out["errors_own"]["mean"] < 3e-3 and out["errors_test"]["count"] == ref.protocol.test_states * N == 64 * N
 
 
+def test_the_euler_error_splits_into_an_aggregate_and_an_individual_part(ref, self_score):
+    """``aggregate_mean`` (the part of the error every household of a state shares) and ``individual_mean`` (the
+    rest): the reference errs in its approximate aggregate law, alike for every household; a consumption share 5 %
+    higher for everyone adds to the aggregate part, one ±5 % for the poorer / richer half of each state to the
+    individual part alone; the mean error is never above their sum."""
+    def part(policy):
+        return score_against_reference(policy, ref.economy, ref, stationary=False, welfare=False)["errors_test"]
+
+    def split(state):
+        sign = torch.where(state["k"] < state["k"].median(-1, keepdim=True).values, 1.0, -1.0)
+        return (ref.policy(state) * (1 + 0.05 * sign)).clamp(0.0, 1.0)
+
+    own, level, spread = self_score["errors_test"], part(scaled(ref, 1.05)), part(split)
+    assert own["aggregate_mean"] > 5 * own["individual_mean"]
+    assert level["aggregate_mean"] > 3 * level["individual_mean"] and level["aggregate_mean"] > 1.5 * own["mean"]
+    assert spread["individual_mean"] > 10 * own["individual_mean"]  # (the share moves the Euler gap much less than
+    assert spread["aggregate_mean"] < 1.2 * own["aggregate_mean"]   # 5 %: tomorrow's consumption moves with it)
+    for errors in (own, level, spread):
+        assert errors["mean"] <= errors["aggregate_mean"] + errors["individual_mean"] + 1e-15
+
+
 def test_a_perturbed_reference_loses_the_second_order_amount(ref):
     eps = 0.02
     losses = [score_against_reference(scaled(ref, 1 + e), ref.economy, ref, stationary=False)["welfare"]
