@@ -598,26 +598,31 @@ def score_saved_runs(key: str, run_dirs: list[Path], welfare: bool, log) -> dict
     return {"label": ECONOMIES[key]["label"], "reference": ref, "bar": bar, "runs": runs}
 
 
+def _euler_split(d: dict) -> str:
+    """"aggregate / individual" parts of an Euler error where the judge gave them, else ""."""
+    if d.get("euler_test_aggregate") is None:
+        return ""
+    return f"{_f(d['euler_test_aggregate'], '.2e')} / {_f(d.get('euler_test_individual'), '.2e')}"
+
+
 def saved_runs_markdown(section: dict) -> str:
-    ref = section["reference"]
-    split = ""
-    if ref.get("euler_test_aggregate") is not None:
-        split = (f" The Euler error's aggregate part (shared by every household of a test state: the aggregate law, "
-                 f"prices) and individual part (the rest: the individual policy's shape), the reference's own: "
-                 f"{_f(ref['euler_test_aggregate'], '.2e')} / {_f(ref.get('euler_test_individual'), '.2e')}.")
-    lines = [f"#### {section['label']}: saved runs", "", f"Bar: {section['bar']['text']}.{split}", "",
-             "| run | checkpoint | step | solver time | stationary K | wealth Gini | Euler, common states "
-             "(aggregate / individual part) | bar |",
+    own = _euler_split(section.get("reference") or {})
+    if own:
+        own = (f" The Euler error's aggregate part (shared by every household of a test state: the aggregate law, "
+               f"prices) and individual part (the rest: the individual policy's shape), the reference's own: {own}.")
+    split = any(_euler_split(p) for run in section["runs"] for p in run["points"])
+    lines = [f"#### {section['label']}: saved runs", "", f"Bar: {section['bar']['text']}.{own}", "",
+             "| run | checkpoint | step | solver time | stationary K | wealth Gini | Euler, common states"
+             f"{' (aggregate / individual part)' if split else ''} | bar |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for run in section["runs"]:
         for p in run["points"]:
-            split = ""
-            if p.get("euler_test_aggregate") is not None:
-                split = f" ({_f(p['euler_test_aggregate'], '.2e')} / {_f(p.get('euler_test_individual'), '.2e')})"
+            parts = _euler_split(p)
             lines.append(f"| `{Path(run['run']).name}` | `{p['checkpoint']}` | {p['step']} | {_fmt_time(p['time'])} | "
                          f"{_f(p.get('K_mean'), '.2f')} ({_f(p.get('K_reference'), '.2f')}) | "
                          f"{_f(p.get('wealth_gini'), '.3f')} ({_f(p.get('wealth_gini_reference'), '.3f')}) | "
-                         f"{_f(p.get('euler_test_mean'), '.2e')}{split} | {'met' if p['bar']['met'] else 'not met'} |")
+                         f"{_f(p.get('euler_test_mean'), '.2e')}{f' ({parts})' if parts else ''} | "
+                         f"{'met' if p['bar']['met'] else 'not met'} |")
     return "\n".join(lines) + "\n"
 
 

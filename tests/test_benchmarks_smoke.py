@@ -293,7 +293,7 @@ def test_saved_runs_table_shows_the_euler_split_where_the_judge_gives_one():
     plain = {k: v for k, v in point.items() if k not in ("euler_test_aggregate", "euler_test_individual")}
     table = time_to_accuracy.saved_runs_markdown({**section, "reference": {},
                                                   "runs": [{"run": "a", "points": [plain]}]})
-    assert "| 1.50e-03 | met |" in table and "own:" not in table
+    assert "| 1.50e-03 | met |" in table and "own:" not in table and "individual part" not in table
 
 
 def test_time_to_accuracy_scores_the_checkpoints_of_a_cli_run(tmp_path):
