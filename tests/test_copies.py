@@ -16,7 +16,9 @@ import hetagents_env
 from hetagents_env.factory import APIS
 from hetagents_env.interfaces import _facade
 
-N = 64  # enough agents that two independent draws of even discrete shocks (employment) never coincide
+# Two independent one-step draws of a discrete shock (Krusell-Smith's employment and aggregate state) coincide with
+# probability ~1e-3 at this size, so independence is judged on whole trajectories (all steps identical: ~1e-9).
+N = 64
 COPIERS = {
     "pickle": lambda env: pickle.loads(pickle.dumps(env)),
     "deepcopy": copy.deepcopy,
@@ -106,7 +108,7 @@ def test_copies_draw_independent_shocks(env_id, api, seed):
     first, second = copy.deepcopy(env), pickle.loads(pickle.dumps(env))
     paths = [trajectory(e, api) for e in (env, first, second)]
     for i, j in [(0, 1), (0, 2), (1, 2)]:
-        assert not any(same(a, b) for a, b in zip(paths[i], paths[j])), (i, j)
+        assert not all(same(a, b) for a, b in zip(paths[i], paths[j])), (i, j)
 
 
 @pytest.mark.parametrize("api", APIS)
