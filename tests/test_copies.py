@@ -17,8 +17,10 @@ from hetagents_env.factory import APIS
 from hetagents_env.interfaces import _facade
 
 # Two independent one-step draws of a discrete shock (Krusell-Smith's employment and aggregate state) coincide with
-# probability ~1e-3 at this size, so independence is judged on whole trajectories (all steps identical: ~1e-9).
+# probability ~2e-3 at this size, so independence is judged on whole trajectories of STEPS steps (all identical:
+# ~1e-11 per pair).
 N = 64
+STEPS = 6
 COPIERS = {
     "pickle": lambda env: pickle.loads(pickle.dumps(env)),
     "deepcopy": copy.deepcopy,
@@ -69,7 +71,7 @@ def same(a: TensorDict, b: TensorDict) -> bool:
     return all(torch.equal(a[key], b[key]) for key in a.keys())
 
 
-def trajectory(env, api: str, steps: int = 3) -> list[TensorDict]:
+def trajectory(env, api: str, steps: int = STEPS) -> list[TensorDict]:
     return [step(env, api) for _ in range(steps)]
 
 
