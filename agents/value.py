@@ -37,6 +37,8 @@ class ValueEnsemble(nn.Module):
     Member m: :math:`V_m(s)_i = \mu + \sigma\, \rho_m(o_i, Z, \bar\phi_m)`, :math:`\bar\phi_m = \frac1N\sum_j
     \phi_m(k_j)`; the ensemble value is the mean over members. ``(μ, σ)`` standardise the regression targets (see
     :meth:`set_target_stats`). Every layer is one batched matmul over the M members (weights (M, in, out)).
+    ``log_own``: own features (scaled, ≥ 0) that also enter o_i as log(x + LOG_FLOOR) — a concave basis for a value
+    that is steep near a borrowing limit (``ValueConfig.log_wealth``).
 
     Shapes: ``members(state)`` (M, B, N); ``forward(state)`` (B, N). For the Bellman judge the summary is exposed:
     ``features(state)`` (B, N, M·L) per-agent φ outputs whose mean over agents is the summary, and
@@ -54,6 +56,7 @@ class ValueEnsemble(nn.Module):
         rho_widths: tuple[int, ...] = (24, 24),
         activation: str = "tanh",
         generator: torch.Generator | None = None,
+        log_own: tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         if activation not in ACTIVATION_FUNCTIONS:
@@ -64,6 +67,11 @@ class ValueEnsemble(nn.Module):
         if not features.own:
             raise ConfigError("a critic needs own features (a value depends on what the agent owns)")
         self.latent = n_set if phi == "identity" else latent
+        unknown = [key for key in log_own if key not in features.own]
+        if unknown:
+            raise ConfigError(f"log_own {unknown} are not own features of the critic ({', '.join(features.own)})")
+        self.log_cols = [features.own.index(key) for key in log_own]  # own inputs that also enter as log(x + floor)
+        n_own += len(self.log_cols)
         self.n_own, self.n_agg = n_own, n_agg
 
         def layer(fan_in: int, fan_out: int) -> tuple[nn.Parameter, nn.Parameter]:
@@ -126,6 +134,8 @@ class ValueEnsemble(nn.Module):
     ) -> torch.Tensor:
         """Standardised member outputs y_m, (M, B, R): R = N, or the agents ``index`` (B, R)."""
         own = stack_entries(self.inputs, state, self.inputs.own, self.dtype)  # (B, N, F_own)
+        if self.log_cols:  # a concave basis for V's curvature near the borrowing limit
+            own = torch.cat([own, torch.log(own[..., self.log_cols].clamp_min(0.0) + LOG_FLOOR)], dim=-1)
         if index is not None:
             own = own.gather(1, index.unsqueeze(-1).expand(-1, -1, own.shape[-1]))
         b, r, _ = own.shape
@@ -212,6 +222,10 @@ class ValueEnsemble(nn.Module):
         self.target_std.fill_(std)
 
 
+LOG_FLOOR = 0.05
+"""log_own inputs: log(x + LOG_FLOOR) of the (scaled) feature x ≥ 0: finite at the borrowing limit x = 0"""
+
+
 # ---------------------------------------------------------------------------------------------- value learning
 @dataclasses.dataclass(frozen=True)
 class ValueConfig(Config):
@@ -222,6 +236,9 @@ class ValueConfig(Config):
     widths: tuple[int, ...] = dataclasses.field(default=(24, 24), metadata=interval(1))
     """hidden widths of each critic's ρ"""
     activation: str = "tanh"
+    log_wealth: bool = False
+    """also feed each critic log(w + 0.05) of the household's (scaled) endogenous state w (wealth, capital): a
+    concave basis for the value's curvature near the borrowing limit (False: w alone, published)"""
     economies: int = dataclasses.field(default=384, metadata=interval(1))
     """economies simulated for one data set (a distributed DeepHAM run: in all, ⌈economies / W⌉ per process)"""
     periods: int = dataclasses.field(default=2000, metadata=interval(1))
@@ -394,6 +411,7 @@ def make_value(economy: Economy, config: ValueConfig, *, summary: str = "moment"
     net = ValueEnsemble(
         critic_features(economy), members=config.members, phi="identity" if summary == "moment" else "mlp",
         latent=moments, phi_widths=gm_widths, rho_widths=config.widths, activation=config.activation, generator=gen,
+        log_own=(economy.endogenous_key,) if config.log_wealth else (),
     )
     return net.to(device=economy.device, dtype=economy.dtype).requires_grad_(False)
 

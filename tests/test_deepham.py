@@ -452,3 +452,31 @@ def test_value_spread_starts_the_value_simulations_from_spread_states(monkeypatc
     for bad in (0.0, -0.5):
         with pytest.raises(ConfigError, match="value_spread_scale"):
             DeepHAMSolver(economy, {**base, "value_spread": True, "value_spread_scale": bad})
+
+
+def test_log_wealth_critics_add_log_wealth_to_the_own_inputs():
+    """value.log_wealth: each critic's own inputs gain log(w + LOG_FLOOR) of the scaled endogenous state; with that
+    column's first-layer weights at zero the critic is the plain one with the same other weights."""
+    from agents.value import LOG_FLOOR, ValueConfig, make_value
+
+    economy = ks(6)
+    plain = make_value(economy, ValueConfig(), summary="gm", seed=3)
+    logged = make_value(economy, ValueConfig(log_wealth=True), summary="gm", seed=3)
+    n = plain.n_own
+    assert logged.n_own == n + 1 and logged.log_cols == [list(logged.inputs.own).index(economy.endogenous_key)]
+    with torch.no_grad():
+        for dst, src in zip(logged.parameters(), plain.parameters()):
+            if dst.shape == src.shape:
+                dst.copy_(src)
+        w0 = logged.rho_w[0]
+        w0.copy_(torch.cat([plain.rho_w[0][:, :n], torch.zeros_like(w0[:, n : n + 1]), plain.rho_w[0][:, n:]], 1))
+    state = economy.initial_state(3, economy.generator(1))
+    state["k"] = state["k"] * torch.rand(state["k"].shape, generator=torch.Generator().manual_seed(0)) * 2
+    torch.testing.assert_close(logged(state), plain(state))
+    with torch.no_grad():
+        w0[:, n] = 1.0
+    assert not torch.allclose(logged(state), plain(state))
+    state["k"] = torch.zeros_like(state["k"])  # at the borrowing limit: log(0 + LOG_FLOOR), finite
+    assert LOG_FLOOR > 0 and torch.isfinite(logged(state)).all()
+    with pytest.raises(ConfigError, match="log_own"):
+        ValueEnsemble(critic_features(economy), log_own=("z",))
