@@ -37,8 +37,9 @@ class ValueEnsemble(nn.Module):
     Member m: :math:`V_m(s)_i = \mu + \sigma\, \rho_m(o_i, Z, \bar\phi_m)`, :math:`\bar\phi_m = \frac1N\sum_j
     \phi_m(k_j)`; the ensemble value is the mean over members. ``(μ, σ)`` standardise the regression targets (see
     :meth:`set_target_stats`). Every layer is one batched matmul over the M members (weights (M, in, out)).
-    ``log_own``: own features (scaled, ≥ 0) that also enter o_i as log(x + LOG_FLOOR) — a concave basis for a value
-    that is steep near a borrowing limit (``ValueConfig.log_wealth``).
+    ``log_own``: ``(key, lower bound)`` pairs of own features that also enter o_i as log(x − x̲ + LOG_FLOOR), x and
+    its lower bound x̲ in the inputs' (shifted, scaled) units — a concave basis for a value that is steep near a
+    borrowing limit (``ValueConfig.log_wealth``).
 
     Shapes: ``members(state)`` (M, B, N); ``forward(state)`` (B, N). For the Bellman judge the summary is exposed:
     ``features(state)`` (B, N, M·L) per-agent φ outputs whose mean over agents is the summary, and
@@ -56,7 +57,7 @@ class ValueEnsemble(nn.Module):
         rho_widths: tuple[int, ...] = (24, 24),
         activation: str = "tanh",
         generator: torch.Generator | None = None,
-        log_own: tuple[str, ...] = (),
+        log_own: tuple[tuple[str, float], ...] = (),
     ) -> None:
         super().__init__()
         if activation not in ACTIVATION_FUNCTIONS:
@@ -67,10 +68,16 @@ class ValueEnsemble(nn.Module):
         if not features.own:
             raise ConfigError("a critic needs own features (a value depends on what the agent owns)")
         self.latent = n_set if phi == "identity" else latent
-        unknown = [key for key in log_own if key not in features.own]
+        unknown = [key for key, _ in log_own if key not in features.own]
         if unknown:
-            raise ConfigError(f"log_own {unknown} are not own features of the critic ({', '.join(features.own)})")
-        self.log_cols = [features.own.index(key) for key in log_own]  # own inputs that also enter as log(x + floor)
+            raise ConfigError(f"log inputs {unknown} are not own features of the critic ({', '.join(features.own)})")
+        bad = [key for key, low in log_own if not math.isfinite(low)]
+        if bad:
+            raise ConfigError(f"log inputs {bad} need a finite lower bound (the distance to it is what enters the log)")
+        self.log_cols = [features.own.index(key) for key, _ in log_own]  # own inputs that also enter as a log
+        shift, scale = dict(features.shift), dict(features.scale)
+        lows = [(low - shift.get(key, 0.0)) / scale.get(key, 1.0) for key, low in log_own]  # in the inputs' units
+        self.register_buffer("log_low", torch.tensor(lows, dtype=torch.float32), persistent=False)
         n_own += len(self.log_cols)
         self.n_own, self.n_agg = n_own, n_agg
 
@@ -133,9 +140,7 @@ class ValueEnsemble(nn.Module):
         self, state: TensorDict, summaries: torch.Tensor, index: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Standardised member outputs y_m, (M, B, R): R = N, or the agents ``index`` (B, R)."""
-        own = stack_entries(self.inputs, state, self.inputs.own, self.dtype)  # (B, N, F_own)
-        if self.log_cols:  # a concave basis for V's curvature near the borrowing limit
-            own = torch.cat([own, torch.log(own[..., self.log_cols].clamp_min(0.0) + LOG_FLOOR)], dim=-1)
+        own = self.own_inputs(state)
         if index is not None:
             own = own.gather(1, index.unsqueeze(-1).expand(-1, -1, own.shape[-1]))
         b, r, _ = own.shape
@@ -154,6 +159,14 @@ class ValueEnsemble(nn.Module):
             if i < last:
                 h = self.act(h)
         return h.reshape(self.n_members, b, r)
+
+    def own_inputs(self, state: TensorDict) -> torch.Tensor:
+        """Every agent's own inputs o_i, (B, N, F_own): the scaled own features, then the log inputs (``log_own``)."""
+        own = stack_entries(self.inputs, state, self.inputs.own, self.dtype)
+        if self.log_cols:  # a concave basis for V's curvature near the lower bound (a borrowing limit)
+            above = (own[..., self.log_cols] - self.log_low.to(own.dtype)).clamp_min(0.0)
+            own = torch.cat([own, torch.log(above + LOG_FLOOR)], dim=-1)
+        return own
 
     def members(self, state: TensorDict, index: torch.Tensor | None = None, *, summary_state=None) -> torch.Tensor:
         """Each member's value V_m, (M, B, R)."""
@@ -223,7 +236,7 @@ class ValueEnsemble(nn.Module):
 
 
 LOG_FLOOR = 0.05
-"""log_own inputs: log(x + LOG_FLOOR) of the (scaled) feature x ≥ 0: finite at the borrowing limit x = 0"""
+"""log inputs: log(x − x̲ + LOG_FLOOR) of a scaled feature x above its lower bound x̲: finite at the bound"""
 
 
 # ---------------------------------------------------------------------------------------------- value learning
@@ -237,8 +250,9 @@ class ValueConfig(Config):
     """hidden widths of each critic's ρ"""
     activation: str = "tanh"
     log_wealth: bool = False
-    """also feed each critic log(w + 0.05) of the household's (scaled) endogenous state w (wealth, capital): a
-    concave basis for the value's curvature near the borrowing limit (False: w alone, published)"""
+    """also feed each critic log(w − w̲ + LOG_FLOOR) of the household's (scaled) endogenous state w (wealth, capital)
+    and its lower bound w̲ (the economy's ``feature_bounds``: the borrowing limit): a concave basis for the value's
+    curvature near that limit (False: w alone, published; needs a finite lower bound)"""
     economies: int = dataclasses.field(default=384, metadata=interval(1))
     """economies simulated for one data set (a distributed DeepHAM run: in all, ⌈economies / W⌉ per process)"""
     periods: int = dataclasses.field(default=2000, metadata=interval(1))
@@ -408,10 +422,14 @@ def _compiled_regression_loss():
 def make_value(economy: Economy, config: ValueConfig, *, summary: str = "moment", moments: int = 1,
                gm_widths: tuple[int, ...] = (12, 12), seed: int = 0) -> ValueEnsemble:
     gen = torch.Generator().manual_seed(seed)
+    key = economy.endogenous_key
+    if config.log_wealth and not math.isfinite(economy.feature_bounds(key)[0]):
+        raise ConfigError(f"ValueConfig.log_wealth: {type(economy).__name__}'s endogenous state {key!r} has no finite "
+                          "lower bound (a borrowing limit) to measure the log from")
     net = ValueEnsemble(
         critic_features(economy), members=config.members, phi="identity" if summary == "moment" else "mlp",
         latent=moments, phi_widths=gm_widths, rho_widths=config.widths, activation=config.activation, generator=gen,
-        log_own=(economy.endogenous_key,) if config.log_wealth else (),
+        log_own=((key, economy.feature_bounds(key)[0]),) if config.log_wealth else (),
     )
     return net.to(device=economy.device, dtype=economy.dtype).requires_grad_(False)
 

@@ -454,29 +454,29 @@ def test_value_spread_starts_the_value_simulations_from_spread_states(monkeypatc
             DeepHAMSolver(economy, {**base, "value_spread": True, "value_spread_scale": bad})
 
 
-def test_log_wealth_critics_add_log_wealth_to_the_own_inputs():
-    """value.log_wealth: each critic's own inputs gain log(w + LOG_FLOOR) of the scaled endogenous state; with that
-    column's first-layer weights at zero the critic is the plain one with the same other weights."""
+def test_log_wealth_critics_see_the_log_distance_to_the_borrowing_limit():
+    """value.log_wealth: the critics' own inputs gain log((k − k̲)/scale + LOG_FLOOR), k̲ the economy's lower bound
+    of k; finite with a finite gradient at the bound; refused for an economy whose state has no lower bound."""
     from agents.value import LOG_FLOOR, ValueConfig, make_value
 
-    economy = ks(6)
-    plain = make_value(economy, ValueConfig(), summary="gm", seed=3)
-    logged = make_value(economy, ValueConfig(log_wealth=True), summary="gm", seed=3)
-    n = plain.n_own
-    assert logged.n_own == n + 1 and logged.log_cols == [list(logged.inputs.own).index(economy.endogenous_key)]
-    with torch.no_grad():
-        for dst, src in zip(logged.parameters(), plain.parameters()):
-            if dst.shape == src.shape:
-                dst.copy_(src)
-        w0 = logged.rho_w[0]
-        w0.copy_(torch.cat([plain.rho_w[0][:, :n], torch.zeros_like(w0[:, n : n + 1]), plain.rho_w[0][:, n:]], 1))
-    state = economy.initial_state(3, economy.generator(1))
-    state["k"] = state["k"] * torch.rand(state["k"].shape, generator=torch.Generator().manual_seed(0)) * 2
-    torch.testing.assert_close(logged(state), plain(state))
-    with torch.no_grad():
-        w0[:, n] = 1.0
-    assert not torch.allclose(logged(state), plain(state))
-    state["k"] = torch.zeros_like(state["k"])  # at the borrowing limit: log(0 + LOG_FLOOR), finite
-    assert LOG_FLOOR > 0 and torch.isfinite(logged(state)).all()
-    with pytest.raises(ConfigError, match="log_own"):
-        ValueEnsemble(critic_features(economy), log_own=("z",))
+    for economy in (ks(6), hetagents_env.make_economy("Aiyagari-v0", n_agents=6, borrowing_limit=-1.0)):
+        plain = make_value(economy, ValueConfig(), summary="gm", seed=3)
+        logged = make_value(economy, ValueConfig(log_wealth=True), summary="gm", seed=3)
+        state = economy.initial_state(3, economy.generator(1))
+        low, scale = economy.feature_bounds("k")[0], dict(logged.inputs.scale)["k"]
+        state["k"] = low + (state["k"] - low) * torch.rand(state["k"].shape, generator=torch.Generator().manual_seed(0))
+        inputs = logged.own_inputs(state)
+        torch.testing.assert_close(inputs[..., :-1], plain.own_inputs(state))
+        expected = torch.log((state["k"].double() - low) / scale + LOG_FLOOR)
+        torch.testing.assert_close(inputs[..., -1].double(), expected, rtol=1e-5, atol=1e-5)
+        assert logged.n_own == plain.n_own + 1
+        state["k"] = torch.full_like(state["k"], low).requires_grad_(True)  # every household at the limit
+        value = logged(state)
+        (grad,) = torch.autograd.grad(value.sum(), state["k"])
+        assert torch.isfinite(value).all() and torch.isfinite(grad).all() and grad.abs().sum() > 0
+        index = torch.tensor([[0], [2], [5]])  # one learner per economy: the log column is gathered with the rest
+        torch.testing.assert_close(logged(state.detach(), index), logged(state.detach()).gather(1, index))
+    with pytest.raises(ConfigError, match="log_wealth.*no finite lower bound"):
+        make_value(hetagents_env.make_economy("Investment-v0", n_agents=4), ValueConfig(log_wealth=True))
+    with pytest.raises(ConfigError, match="not own features"):
+        ValueEnsemble(critic_features(ks(4)), log_own=(("z", 0.0),))

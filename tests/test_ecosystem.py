@@ -57,7 +57,7 @@ def test_gymnasium_async_vector_env_two_workers():
     env = gymnasium.make(f"hetagents/{ENV_ID}", n_agents=32, max_episode_steps=3)
     envs = gymnasium.vector.AsyncVectorEnv([lambda: env, lambda: env], context="forkserver")
     history = [envs.reset()[0]["agents"]]
-    for t in range(6):  # two episodes: one step's 32 discrete employment draws can coincide (p ~ 3e-4), six cannot
+    for t in range(6):  # two episodes: the reset and two steps of 32 households coincide with p ≈ 3e-4, eight draws not
         history.append(envs.step(actions)[0]["agents"])
     assert not all(np.array_equal(obs[0], obs[1]) for obs in history)
     envs.close()
@@ -115,8 +115,8 @@ def test_supersuit_concat_vec_envs_two_cpus_and_sb3_ppo(fork_start_method):
         for t in range(2):
             obs, *_ = venv.step(actions)
             history.append(obs)
-        # the two copies are different economies (judged on the whole history: one step of 32 households' discrete
-        # employment can coincide by chance)
+        # the two copies are different economies (judged on the whole history: the discrete employment of 32
+        # households over the first few steps can coincide by chance)
         assert not all(np.array_equal(o[:n], o[n:]) for o in history)
         set_random_seed(0)  # PPO(seed=...) would call venv.seed, which SuperSuit's process pool lacks
         model = PPO("MlpPolicy", venv, n_steps=16, batch_size=256, n_epochs=2)
