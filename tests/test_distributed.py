@@ -32,10 +32,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from distributed_script import DEEPHAM, DEEPHAM_N, EULER, EULER_N, EULER_STEPS  # noqa: E402
 
 
+# A worker killed by std::terminate from one of Gloo's C++ threads (seen once in three CI runs on 2026-11-30, not
+# reproducible: rank 1 SIGABRT with only this line of output; Gloo's threads at process teardown are a known source)
+GLOO_ABORT = "terminate called without an active exception"
+
+
 def torchrun(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *args]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled", "PYTHONPATH": str(ROOT)}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0 and GLOO_ABORT in proc.stderr and "Traceback" not in proc.stderr.split(GLOO_ABORT)[0]:
+        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)  # once more
     assert proc.returncode == 0, f"torchrun failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
     return proc
 
