@@ -73,7 +73,8 @@ class ValueEnsemble(nn.Module):
             raise ConfigError(f"log inputs {unknown} are not own features of the critic ({', '.join(features.own)})")
         bad = [key for key, low in log_own if not math.isfinite(low)]
         if bad:
-            raise ConfigError(f"log inputs {bad} need a finite lower bound (the distance to it is what enters the log)")
+            raise ConfigError(f"log inputs {bad} have no finite lower bound to measure the log from "
+                              "(ValueConfig.log_wealth needs an endogenous state with a borrowing limit)")
         self.log_cols = [features.own.index(key) for key, _ in log_own]  # own inputs that also enter as a log
         shift, scale = dict(features.shift), dict(features.scale)
         lows = [(low - shift.get(key, 0.0)) / scale.get(key, 1.0) for key, low in log_own]  # in the inputs' units
@@ -423,9 +424,6 @@ def make_value(economy: Economy, config: ValueConfig, *, summary: str = "moment"
                gm_widths: tuple[int, ...] = (12, 12), seed: int = 0) -> ValueEnsemble:
     gen = torch.Generator().manual_seed(seed)
     key = economy.endogenous_key
-    if config.log_wealth and not math.isfinite(economy.feature_bounds(key)[0]):
-        raise ConfigError(f"ValueConfig.log_wealth: {type(economy).__name__}'s endogenous state {key!r} has no finite "
-                          "lower bound (a borrowing limit) to measure the log from")
     net = ValueEnsemble(
         critic_features(economy), members=config.members, phi="identity" if summary == "moment" else "mlp",
         latent=moments, phi_widths=gm_widths, rho_widths=config.widths, activation=config.activation, generator=gen,
