@@ -44,9 +44,12 @@ Writes ``time_to_accuracy.json`` (every point, the bars, the references, the mac
 (the README tables) and ``time_to_accuracy_<economy>.png`` (accuracy against time); ``--quick`` (10 s budget,
 checkpoints 2.5 / 5 / 10 s, DeepHAM left out: its setup alone takes minutes) writes ``time_to_accuracy_quick.*``.
 ``--score-runs RUN_DIR ...`` (with one ``--economies``) trains nothing and scores the kept checkpoints of
-``python -m train`` runs — e.g. a ``torchrun`` run on both cores — the same way. ``--merge A.json B.json`` combines runs of one budget (e.g. a config added after a run: ``--configs NEW.yaml
---name x`` then ``--merge time_to_accuracy_main.json x.json``); ``--render`` rewrites the tables and plots of a
-result file; ``--list`` prints what would run.
+``python -m train`` runs — e.g. a ``torchrun`` run on both cores — the same way: a summary row per run (its first
+checkpoint at the bar, and how many from there on are at it: does it hold?) and a row per checkpoint.
+``--merge A.json B.json`` combines runs of one budget (e.g. a config added after a run: ``--configs NEW.yaml
+--name x`` then ``--merge time_to_accuracy_main.json x.json``), or ``--score-runs`` files (their runs side by side;
+``--labels`` names the runs in the tables, e.g. by their overrides and seed); ``--render`` rewrites the tables and
+plots of a result file; ``--list`` prints what would run.
 """
 
 from __future__ import annotations
@@ -499,10 +502,7 @@ def to_markdown(result: dict) -> str:
         "",
     ]
     if len(result.get("runs", [])) > 1:
-        lines += ["Merged from " + "; ".join(
-            f"`{Path(r['file']).name}` ({str(r['machine'].get('date', '?'))[:16]}, load average "
-            f"{r['machine'].get('load_average_before', ['?'])[0]} → {r['machine'].get('load_average_after', ['?'])[0]})"
-            for r in result["runs"]) + ".", ""]
+        lines += [_merged_from(result), ""]
     for key, section in result["economies"].items():
         lines.append(economy_markdown(key, section, result["budget_s"]))
     return "\n".join(lines)
@@ -612,18 +612,61 @@ def saved_runs_markdown(section: dict) -> str:
                f"prices) and individual part (the rest: the individual policy's shape), the reference's own: {own}.")
     split = any(_euler_split(p) for run in section["runs"] for p in run["points"])
     lines = [f"#### {section['label']}: saved runs", "", f"Bar: {section['bar']['text']}.{own}", "",
+             *_saved_runs_summary(section["runs"]), "", "<details><summary>Every checkpoint</summary>", "",
              "| run | checkpoint | step | solver time | stationary K | wealth Gini | Euler, common states"
              f"{' (aggregate / individual part)' if split else ''} | bar |",
              "|---|---|---:|---:|---:|---:|---:|---|"]
     for run in section["runs"]:
         for p in run["points"]:
             parts = _euler_split(p)
-            lines.append(f"| `{Path(run['run']).name}` | `{p['checkpoint']}` | {p['step']} | {_fmt_time(p['time'])} | "
+            lines.append(f"| {_run_name(run)} | `{p['checkpoint']}` | {p['step']} | {_fmt_time(p['time'])} | "
                          f"{_f(p.get('K_mean'), '.2f')} ({_f(p.get('K_reference'), '.2f')}) | "
                          f"{_f(p.get('wealth_gini'), '.3f')} ({_f(p.get('wealth_gini_reference'), '.3f')}) | "
                          f"{_f(p.get('euler_test_mean'), '.2e')}{f' ({parts})' if parts else ''} | "
                          f"{'met' if p['bar']['met'] else 'not met'} |")
+    lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def scored_runs_markdown(result: dict) -> str:
+    """The tables of a --score-runs result, or of a merge of them (its sources first)."""
+    head = [_merged_from(result), ""] if "merged_from" in result else []
+    return "\n".join([*head, *(saved_runs_markdown(section) for section in result["saved_runs"].values())])
+
+
+def _run_name(run: dict) -> str:
+    """A saved run's name in the tables: its label (``--labels``), else its directory's name."""
+    return run["label"] if run.get("label") else f"`{Path(run['run']).name}`"
+
+
+def _saved_runs_summary(runs: list[dict]) -> list[str]:
+    """One row per run: its first checkpoint at the bar, how many of the checkpoints from there on are at it (does it
+    hold?), and its last checkpoint."""
+    lines = ["| run | first at the bar | at the bar from then on | last: step, solver time | stationary K | "
+             "wealth Gini | Euler, common states | bar |", "|---|---|---:|---:|---:|---:|---:|---|"]
+    for run in runs:
+        points = run["points"]
+        met = [i for i, p in enumerate(points) if p["bar"]["met"]]
+        first = (f"step {points[met[0]]['step']}, {_fmt_time(points[met[0]]['time'])}" if met else "not reached")
+        held = f"{len(met)} of {len(points) - met[0]}" if met else "–"
+        last = points[-1] if points else {}
+        lines.append(f"| {_run_name(run)} | {first} | {held} | {last.get('step', '–')}, "
+                     f"{_fmt_time(last.get('time'))} | {_f(last.get('K_mean'), '.2f')} | "
+                     f"{_f(last.get('wealth_gini'), '.3f')} | "
+                     f"{_f(last.get('euler_test_mean'), '.2e')} | "
+                     f"{'met' if last.get('bar', {}).get('met') else 'not met'} |")
+    return lines
+
+
+def label_runs(result: dict, labels: list[str] | None) -> None:
+    """Give the saved runs of ``result`` (in order, over its economies) the names ``labels`` in the tables."""
+    if labels is None:
+        return
+    runs = [run for section in result["saved_runs"].values() for run in section["runs"]]
+    if len(labels) != len(runs):
+        raise SystemExit(f"--labels: {len(labels)} label(s) for {len(runs)} saved run(s); give one per run")
+    for run, label in zip(runs, labels):
+        run["label"] = label
 
 
 def main_score_runs(args, argv: list[str] | None) -> dict:
@@ -636,7 +679,8 @@ def main_score_runs(args, argv: list[str] | None) -> dict:
     finish_machine(machine)
     result = {"benchmark": "time_to_accuracy", "mode": "saved runs", "date": machine["date"][:10], "machine": machine,
               "argv": sys.argv[1:] if argv is None else list(argv), "saved_runs": {args.economies[0]: section}}
-    for path in write_results(args.out, args.name, result, saved_runs_markdown(section)):
+    label_runs(result, args.labels)
+    for path in write_results(args.out, args.name, result, scored_runs_markdown(result)):
         print("wrote", path)
     return result
 
@@ -695,8 +739,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--render", type=Path, default=None, metavar="JSON",
                         help="only rewrite the markdown and plots of an earlier result file")
     parser.add_argument("--merge", type=Path, nargs="+", default=None, metavar="JSON",
-                        help="run nothing: combine result files of one budget (e.g. a run of a config added later) "
-                             "into --out/--name")
+                        help="run nothing: combine result files of one budget (e.g. a run of a config added later), "
+                             "or --score-runs files of one reference (their runs side by side), into --out/--name")
+    parser.add_argument("--labels", nargs="+", default=None, metavar="LABEL",
+                        help="with --score-runs or a --merge of scored runs: the runs' names in the tables, one per "
+                             "run in order (default: the run directories' names)")
     args = parser.parse_args(argv)
     if args.budget is None:
         args.budget = QUICK_BUDGET if args.quick else 120.0
@@ -716,9 +763,8 @@ def render(path: Path, out: Path | None = None, plots: bool = True) -> list[Path
     path = Path(path)
     result = json.loads(path.read_text())
     out = out or path.parent
-    if "saved_runs" in result:  # a --score-runs result: its one table, no plot
-        section = next(iter(result["saved_runs"].values()))
-        return write_results(out, path.stem, result, saved_runs_markdown(section))
+    if "saved_runs" in result:  # a --score-runs result (or a merge of them): its tables, no plot
+        return write_results(out, path.stem, result, scored_runs_markdown(result))
     paths = write_results(out, path.stem, result, to_markdown(result))
     if plots:
         paths += [plot(key, section, out / f"{path.stem}_{key}.png") for key, section in result["economies"].items()
@@ -732,6 +778,11 @@ def merge_results(paths: list[Path]) -> dict:
     import json
 
     results = [json.loads(Path(p).read_text()) for p in paths]
+    scored = ["saved_runs" in r for r in results]
+    if any(scored):
+        if not all(scored):
+            raise SystemExit("--merge: --score-runs files and training runs cannot be merged into one file")
+        return _merge_saved_runs(paths, results)
     budgets = {r["budget_s"] for r in results}
     if len(budgets) > 1:
         raise SystemExit(f"--merge: the files have different budgets ({sorted(budgets)}); merge runs of one budget")
@@ -755,10 +806,44 @@ def merge_results(paths: list[Path]) -> dict:
     return merged
 
 
+def _merged_from(result: dict) -> str:
+    """"Merged from `a.json` (date, load average x → y); …" for a merged result."""
+    return "Merged from " + "; ".join(
+        f"`{Path(r['file']).name}` ({str(r['machine'].get('date', '?'))[:16]}, load average "
+        f"{r['machine'].get('load_average_before', ['?'])[0]} → {r['machine'].get('load_average_after', ['?'])[0]})"
+        for r in result["runs"]) + "."
+
+
+def _merge_saved_runs(paths: list[Path], results: list[dict]) -> dict:
+    """--score-runs files side by side: per economy, the runs of every file in order; one reference per economy."""
+    merged = copy.deepcopy(results[0])
+    merged["merged_from"] = [str(p) for p in paths]
+    merged["runs"] = [{"file": str(p), "machine": r["machine"], "argv": r.get("argv")} for p, r in zip(paths, results)]
+    for path, other in zip(paths[1:], results[1:]):
+        for key, section in other["saved_runs"].items():
+            mine = merged["saved_runs"].get(key)
+            if mine is None:
+                merged["saved_runs"][key] = copy.deepcopy(section)
+            elif mine["reference"].get("key") != section["reference"].get("key"):
+                raise SystemExit(f"--merge: {path} scored {key} against another reference than {paths[0]}")
+            else:
+                mine["runs"] += copy.deepcopy(section["runs"])
+    return merged
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.labels is not None and args.score_runs is None and args.merge is None:
+        raise SystemExit("--labels names saved runs: use it with --score-runs or --merge")
     if args.merge is not None:
         result = merge_results(args.merge)
+        if "saved_runs" in result:  # scored runs side by side: their tables, no plot
+            label_runs(result, args.labels)
+            for path in write_results(args.out, args.name, result, scored_runs_markdown(result)):
+                print("wrote", path)
+            return result
+        if args.labels is not None:
+            raise SystemExit("--labels names saved runs: these result files hold trained rows")
         stem = result_stem(args.name, result.get("quick", False), "cpu")
         out = write_results(args.out, stem, result, to_markdown(result))
         if not args.no_plot:

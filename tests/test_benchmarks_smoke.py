@@ -296,6 +296,45 @@ def test_saved_runs_table_shows_the_euler_split_where_the_judge_gives_one():
     assert "| 1.50e-03 | met |" in table and "own:" not in table and "individual part" not in table
 
 
+def test_scored_runs_merge_side_by_side_with_labels_and_a_summary_that_says_whether_the_bar_holds(tmp_path):
+    bar = time_to_accuracy.bar_of({"source": "ks_classical", "euler_test_mean": 1e-3, "K_mean": 40.0,
+                                   "wealth_gini": 0.25})
+
+    def point(step, met):
+        return {"checkpoint": f"step_{step:08d}.pt", "step": step, "time": 60.0 * step / 100, "K_mean": 40.1,
+                "wealth_gini": 0.26, "euler_test_mean": 1.5e-3, "bar": {"met": met}}
+
+    files = []
+    for i, mets in enumerate(([False, True, False, True], [False, False])):
+        section = {"label": "KS", "bar": bar, "reference": {"key": "ref"},
+                   "runs": [{"run": f"runs/r{i}", "points": [point(100 * (j + 1), m) for j, m in enumerate(mets)]}]}
+        files.append(tmp_path / f"s{i}.json")
+        files[-1].write_text(json.dumps({"machine": {"date": "2026-11-30"}, "saved_runs": {"ks": section}}))
+    merged = time_to_accuracy.main(["--merge", *map(str, files), "--labels", "seed 0", "seed 1", "--name", "both",
+                                    "--out", str(tmp_path)])
+    assert [r["label"] for r in merged["saved_runs"]["ks"]["runs"]] == ["seed 0", "seed 1"]
+    table = (tmp_path / "both.md").read_text()
+    assert "Merged from `s0.json`" in table
+    assert "| seed 0 | step 200, 2.0 min | 2 of 3 | 400, 4.0 min |" in table  # met at 200 and 400, not at 300
+    assert "| seed 1 | not reached | – | 200, 2.0 min |" in table
+    assert "| seed 1 | `step_00000100.pt` |" in table  # the checkpoints' rows name the run by its label
+    assert time_to_accuracy.render(tmp_path / "both.json", tmp_path / "again")
+    assert (tmp_path / "again" / "both.md").read_text() == table
+    with pytest.raises(SystemExit, match="one per run"):
+        time_to_accuracy.main(["--merge", *map(str, files), "--labels", "only one", "--out", str(tmp_path)])
+    other = json.loads(files[1].read_text())
+    other["saved_runs"]["ks"]["reference"]["key"] = "another"
+    files[1].write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="another reference"):
+        time_to_accuracy.merge_results(files)
+    trained = tmp_path / "trained.json"
+    trained.write_text(json.dumps({"budget_s": 1.0, "machine": {}, "economies": {}}))
+    with pytest.raises(SystemExit, match="cannot be merged"):
+        time_to_accuracy.merge_results([files[0], trained])
+    with pytest.raises(SystemExit, match="use it with --score-runs or --merge"):
+        time_to_accuracy.main(["--labels", "x", "--list"])
+
+
 def test_time_to_accuracy_scores_the_checkpoints_of_a_cli_run(tmp_path):
     from train.__main__ import main as train_main
 
