@@ -786,9 +786,7 @@ def merge_results(paths: list[Path]) -> dict:
     budgets = {r["budget_s"] for r in results}
     if len(budgets) > 1:
         raise SystemExit(f"--merge: the files have different budgets ({sorted(budgets)}); merge runs of one budget")
-    merged = copy.deepcopy(results[0])
-    merged["merged_from"] = [str(p) for p in paths]
-    merged["runs"] = [{"file": str(p), "machine": r["machine"], "argv": r.get("argv")} for p, r in zip(paths, results)]
+    merged = _merged_copy(paths, results)
     for other in results[1:]:
         for key, section in other["economies"].items():
             mine = merged["economies"].setdefault(key, copy.deepcopy(section))
@@ -806,6 +804,14 @@ def merge_results(paths: list[Path]) -> dict:
     return merged
 
 
+def _merged_copy(paths: list[Path], results: list[dict]) -> dict:
+    """The first result, with where every merged file came from (``merged_from``, and its machine as ``runs``)."""
+    merged = copy.deepcopy(results[0])
+    merged["merged_from"] = [str(p) for p in paths]
+    merged["runs"] = [{"file": str(p), "machine": r["machine"], "argv": r.get("argv")} for p, r in zip(paths, results)]
+    return merged
+
+
 def _merged_from(result: dict) -> str:
     """"Merged from `a.json` (date, load average x → y); …" for a merged result."""
     return "Merged from " + "; ".join(
@@ -816,9 +822,7 @@ def _merged_from(result: dict) -> str:
 
 def _merge_saved_runs(paths: list[Path], results: list[dict]) -> dict:
     """--score-runs files side by side: per economy, the runs of every file in order; one reference per economy."""
-    merged = copy.deepcopy(results[0])
-    merged["merged_from"] = [str(p) for p in paths]
-    merged["runs"] = [{"file": str(p), "machine": r["machine"], "argv": r.get("argv")} for p, r in zip(paths, results)]
+    merged = _merged_copy(paths, results)
     for path, other in zip(paths[1:], results[1:]):
         for key, section in other["saved_runs"].items():
             mine = merged["saved_runs"].get(key)

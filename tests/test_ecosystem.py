@@ -57,7 +57,9 @@ def test_gymnasium_async_vector_env_two_workers():
     env = gymnasium.make(f"hetagents/{ENV_ID}", n_agents=32, max_episode_steps=3)
     envs = gymnasium.vector.AsyncVectorEnv([lambda: env, lambda: env], context="forkserver")
     history = [envs.reset()[0]["agents"]]
-    for t in range(6):  # two episodes: the reset and two steps of 32 households coincide with p ≈ 3e-4, eight draws not
+    # two episodes: one step's 32 discrete employment draws coincide with p ≈ 3e-4, a history of six steps practically
+    # never
+    for t in range(6):
         history.append(envs.step(actions)[0]["agents"])
     assert not all(np.array_equal(obs[0], obs[1]) for obs in history)
     envs.close()
